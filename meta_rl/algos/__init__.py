@@ -1,0 +1,1 @@
+"""Slow learners: GAE and PPO (clip and adaptive-KL penalty)."""

@@ -1,0 +1,171 @@
+"""PPO for recurrent policies: PPO-Clip and PPO-Penalty (adaptive KL coefficient).
+
+Minibatches are made of whole truncated-BPTT chunks of ``chunk_length`` consecutive
+steps of one trial; each chunk replays the GRU from the hidden state stored during
+the rollout, so time is never shuffled. With ``chunk_length`` equal to the trial
+length every chunk is a whole trial.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from meta_rl.algos.gae import gae
+from meta_rl.rollout import TrialBatch
+
+
+def clip_objective(logratio: torch.Tensor, advantages: torch.Tensor, clip: float):
+    """PPO-Clip surrogate loss (to minimise) with its diagnostics.
+
+    Returns ``(loss, clip_fraction, approx_kl)``: clip_fraction is the share of samples
+    with ``|ratio - 1| > clip``; approx_kl is the k3 estimator ``E[(r - 1) - log r]``
+    of KL(old ‖ new), unbiased and non-negative.
+    """
+    ratio = logratio.exp()
+    loss = -torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
+    with torch.no_grad():
+        clip_fraction = ((ratio - 1).abs() > clip).float().mean()
+        approx_kl = ((ratio - 1) - logratio).mean()
+    return loss, clip_fraction, approx_kl
+
+
+def _chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``[T, B, ...]`` → ``[chunk, (T // chunk) · B, ...]`` (sequence n = chunk c of trial b, n = c·B + b)."""
+    T, B = t.shape[:2]
+    C = T // chunk
+    return t.reshape(C, chunk, B, *t.shape[2:]).transpose(0, 1).reshape(chunk, C * B, *t.shape[2:])
+
+
+class PPOClip:
+    """PPO-Clip with GAE for the GRU actor-critic.
+
+    Args:
+        model: the actor-critic to train.
+        lr, adam_eps: Adam settings.
+        epochs, num_minibatches: passes over the batch and minibatches per pass.
+        chunk_length: truncated-BPTT length in steps (divides the trial length).
+        gamma, gae_lambda, gae_across_episodes: see :mod:`meta_rl.algos.gae`.
+        clip: PPO ratio clip ε.
+        value_coef, entropy_coef: loss weights.
+        max_grad_norm: global gradient-norm clip.
+        normalize_advantages: standardise advantages over the whole batch.
+        reward_scale: multiplies env rewards before GAE (set from the benchmark).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 5e-4,
+        adam_eps: float = 1e-5,
+        epochs: int = 10,
+        num_minibatches: int = 4,
+        chunk_length: int = 250,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        gae_across_episodes: bool = True,
+        clip: float = 0.2,
+        value_coef: float = 0.5,
+        entropy_coef: float = 0.0,
+        max_grad_norm: float = 0.5,
+        normalize_advantages: bool = True,
+        reward_scale: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
+        self.epochs, self.num_minibatches, self.chunk_length = epochs, num_minibatches, chunk_length
+        self.gamma, self.lam, self.across = gamma, gae_lambda, gae_across_episodes
+        self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
+        self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
+        self.reward_scale = reward_scale
+
+    def policy_loss(self, logratio, advantages):
+        """``(loss, clip_fraction, approx_kl)`` of the policy term for one minibatch."""
+        return clip_objective(logratio, advantages, self.clip)
+
+    def after_update(self, mean_kl: float) -> dict[str, float]:
+        """Hook after all epochs (PPO-Penalty adapts its coefficient here)."""
+        return {}
+
+    def update(self, batch: TrialBatch, generator: torch.Generator | None = None) -> dict[str, float]:
+        """Run ``epochs`` passes of minibatch updates on ``batch``; returns mean diagnostics."""
+        model, chunk = self.model, batch.chunk_length
+        with torch.no_grad():
+            adv, ret = gae(
+                batch.rewards * self.reward_scale, batch.values, batch.episode_end,
+                self.gamma, self.lam, self.across,
+            )
+            var_y = ret.var()
+            explained_var = float(1 - (ret - batch.values).var() / var_y) if var_y > 0 else float("nan")
+            if self.normalize_advantages:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        x, act = _chunks(batch.inputs, chunk), _chunks(batch.actions, chunk)
+        old_logp, adv, ret = _chunks(batch.log_probs, chunk), _chunks(adv, chunk), _chunks(ret, chunk)
+        h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
+        n_seq = x.shape[1]
+        mb_size = max(1, n_seq // self.num_minibatches)
+        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        n = 0
+        for _ in range(self.epochs):
+            perm = torch.randperm(n_seq, generator=generator).to(x.device)
+            for start in range(0, n_seq, mb_size):
+                idx = perm[start : start + mb_size]
+                out, value, _ = model(x[:, idx], h0[:, idx])
+                dist = model.distribution(out)
+                logratio = dist.log_prob(act[:, idx]) - old_logp[:, idx]
+                pg_loss, clip_frac, approx_kl = self.policy_loss(logratio, adv[:, idx])
+                v_loss = 0.5 * (value - ret[:, idx]).pow(2).mean()
+                entropy = dist.entropy().mean()
+                loss = pg_loss + self.value_coef * v_loss - self.entropy_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+                self.optimizer.step()
+                for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy),
+                             ("approx_kl", approx_kl), ("clip_frac", clip_frac), ("grad_norm", grad_norm)):
+                    sums[k] += float(v.detach())
+                n += 1
+        stats = {k: v / n for k, v in sums.items()}
+        stats["explained_variance"] = explained_var
+        stats.update(self.after_update(stats["approx_kl"]))
+        return stats
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class PPOPenalty(PPOClip):
+    """PPO with an adaptive KL penalty instead of clipping (Schulman et al. 2017, §4).
+
+    Loss ``-E[r·A] + β·KL``, KL estimated per sample with the k3 estimator. After each
+    update: mean KL > 1.5·target → β ×= 2; mean KL < target/1.5 → β ÷= 2.
+    """
+
+    def __init__(self, model: nn.Module, kl_target: float = 0.01, kl_coef: float = 1.0, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.kl_target, self.kl_coef = kl_target, kl_coef
+
+    def policy_loss(self, logratio, advantages):
+        ratio = logratio.exp()
+        kl = (ratio - 1) - logratio
+        loss = -(ratio * advantages).mean() + self.kl_coef * kl.mean()
+        with torch.no_grad():
+            clip_fraction = ((ratio - 1).abs() > self.clip).float().mean()
+        return loss, clip_fraction, kl.mean().detach()
+
+    def after_update(self, mean_kl: float) -> dict[str, float]:
+        if mean_kl > 1.5 * self.kl_target:
+            self.kl_coef *= 2.0
+        elif mean_kl < self.kl_target / 1.5:
+            self.kl_coef /= 2.0
+        return {"kl_coef": self.kl_coef}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "kl_coef": self.kl_coef}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.kl_coef = float(state["kl_coef"])

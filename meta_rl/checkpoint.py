@@ -1,0 +1,82 @@
+"""Checkpoints: atomic writes, safe loads, RNG state capture."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "meta-rl-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or not a meta-rl checkpoint; one-line message."""
+
+
+def save(path: str, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: temp file in the same dir, fsync, rename.
+
+    A crash mid-write leaves the previous file at ``path`` untouched.
+    """
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (never executes code from the file)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"checkpoint {path} is corrupt or unsafe to load ({first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a meta-rl checkpoint (expected format {FORMAT})")
+    return state
+
+
+def rng_state(**generators: Any) -> dict[str, Any]:
+    """Global torch/numpy/python RNG states plus the given numpy Generators / torch Generators."""
+    np_state = np.random.get_state()
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    for name, g in generators.items():
+        out[name] = g.get_state() if isinstance(g, torch.Generator) else g.bit_generator.state
+    return out
+
+
+def set_rng_state(state: dict[str, Any], **generators: Any) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    for name, g in generators.items():
+        if isinstance(g, torch.Generator):
+            g.set_state(state[name])
+        else:
+            g.bit_generator.state = state[name]

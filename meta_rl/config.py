@@ -1,0 +1,199 @@
+"""Typed config schemas (registered with Hydra's ConfigStore) and start-up validation.
+
+Each YAML file of a config group lists its schema first in its defaults list, so a
+value of the wrong type fails when Hydra composes the config, and
+:func:`validate` (called before anything is built) turns the composed config into
+these dataclasses, which runs their ``__post_init__`` range checks. Every check
+raises :class:`ConfigError` with one line that names the key and how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message is one line naming the key."""
+
+
+def _positive(owner: str, **values: float) -> None:
+    for key, v in values.items():
+        if v <= 0:
+            raise ConfigError(f"{owner}.{key}={v} must be > 0")
+
+
+def _non_negative(owner: str, **values: float) -> None:
+    for key, v in values.items():
+        if v < 0:
+            raise ConfigError(f"{owner}.{key}={v} must be >= 0")
+
+
+# --------------------------------------------------------------------------- env
+
+# Number of training classes per Meta-World benchmark (checked against Meta-World at build time).
+METAWORLD_TRAIN_CLASSES = {"ML1": 1, "ML10": 10, "ML45": 45}
+
+
+@dataclass
+class MetaWorldEnvConfig:
+    _target_: str = "meta_rl.envs.metaworld.MetaWorldBenchmark"
+    name: str = "ml10"
+    benchmark: str = "ML10"
+    task: Optional[str] = None
+    meta_batch_size: int = 20
+    episodes_per_trial: int = 10
+    episode_length: int = 500
+    reward_scale: float = 0.1
+    benchmark_seed: int = II("seed")
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in METAWORLD_TRAIN_CLASSES:
+            raise ConfigError(
+                f"env.benchmark={self.benchmark} is unknown; valid: {', '.join(METAWORLD_TRAIN_CLASSES)}"
+            )
+        _positive("env", meta_batch_size=self.meta_batch_size, episodes_per_trial=self.episodes_per_trial,
+                  episode_length=self.episode_length, reward_scale=self.reward_scale)
+        if self.episode_length > 500:
+            raise ConfigError(f"env.episode_length={self.episode_length} exceeds Meta-World's 500-step episodes")
+        n = METAWORLD_TRAIN_CLASSES[self.benchmark]
+        if self.meta_batch_size % n:
+            raise ConfigError(
+                f"env.meta_batch_size={self.meta_batch_size} must be a multiple of the {n} training "
+                f"classes of {self.benchmark} (e.g. {n * max(1, self.meta_batch_size // n)})"
+            )
+        if self.benchmark == "ML1":
+            from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+            if self.task not in ALL_V3_ENVIRONMENTS:
+                raise ConfigError(
+                    f"env.task={self.task} is not a Meta-World v3 task; valid: {', '.join(sorted(ALL_V3_ENVIRONMENTS))}"
+                )
+        elif self.task is not None:
+            raise ConfigError(f"env.task is only used with env=ml1 (got env.task={self.task} for {self.benchmark})")
+
+
+# ------------------------------------------------------------------------- model
+
+
+@dataclass
+class GRUModelConfig:
+    _target_: str = "meta_rl.models.GRUActorCritic"
+    hidden: int = 256
+    init_log_std: float = 0.0
+    min_log_std: float = -5.0
+
+    def __post_init__(self) -> None:
+        _positive("model", hidden=self.hidden)
+
+
+# -------------------------------------------------------------------------- algo
+
+
+@dataclass
+class PPOConfig:
+    _target_: str = "meta_rl.algos.ppo.PPOClip"
+    lr: float = 5e-4
+    adam_eps: float = 1e-5
+    epochs: int = 10
+    num_minibatches: int = 4
+    chunk_length: int = 250
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    gae_across_episodes: bool = True
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
+                  chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
+        _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef)
+        for key in ("gamma", "gae_lambda"):
+            v = getattr(self, key)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"algo.{key}={v} must lie in [0, 1]")
+
+
+@dataclass
+class PPOPenaltyConfig(PPOConfig):
+    _target_: str = "meta_rl.algos.ppo.PPOPenalty"
+    kl_target: float = 0.01
+    kl_coef: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive("algo", kl_target=self.kl_target, kl_coef=self.kl_coef)
+
+
+# ------------------------------------------------------------------------ logger
+
+
+@dataclass
+class CSVLoggerConfig:
+    _target_: str = "meta_rl.loggers.csv.CSVLogger"
+    filename: str = "metrics.csv"
+
+
+# -------------------------------------------------------------------------- root
+
+
+@dataclass
+class TrainConfig:
+    env: Any = MISSING
+    model: Any = MISSING
+    algo: Any = MISSING
+    logger: Any = MISSING
+    seed: int = 0
+    device: str = "cpu"
+    total_env_steps: int = 20_000_000
+    checkpoint_every: int = 10
+    torch_threads: int = 0
+    progress: bool = True
+    run_dir: str = II("hydra:runtime.output_dir")
+    name: str = "rl2"
+
+    def __post_init__(self) -> None:
+        _positive("", total_env_steps=self.total_env_steps, checkpoint_every=self.checkpoint_every)
+        _non_negative("", seed=self.seed, torch_threads=self.torch_threads)
+        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
+            raise ConfigError(f"device={self.device} is unknown; use cpu, cuda or cuda:N")
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device={self.device} but no CUDA GPU is available; use device=cpu")
+        trial = getattr(self.env, "episodes_per_trial", 0) * getattr(self.env, "episode_length", 0)
+        chunk = getattr(self.algo, "chunk_length", None)
+        if trial and chunk and trial % chunk:
+            raise ConfigError(
+                f"algo.chunk_length={chunk} must divide the trial length "
+                f"env.episodes_per_trial*env.episode_length={trial}"
+            )
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Check every value of a composed config; raises :class:`ConfigError` on the first bad one."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # omegaconf validation/interpolation errors
+        msg = str(e).strip().splitlines()[0]
+        raise ConfigError(msg) from e
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent; safe before every compose)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="env", name="metaworld_schema", node=MetaWorldEnvConfig)
+    cs.store(group="model", name="gru_schema", node=GRUModelConfig)
+    cs.store(group="algo", name="ppo_schema", node=PPOConfig)
+    cs.store(group="algo", name="ppo_kl_schema", node=PPOPenaltyConfig)
+    cs.store(group="logger", name="csv_schema", node=CSVLoggerConfig)

@@ -1,0 +1,1 @@
+"""Task distributions (benchmarks) and the vectorised trial environments they build."""

@@ -1,0 +1,69 @@
+"""The two interfaces every benchmark implements.
+
+A *benchmark* is a distribution over tasks with a train and a test split (ML10, a
+Bernoulli bandit family, random tabular MDPs). It builds a *trial environment*: a
+batch of ``num_envs`` environments that step synchronously, one task each.
+
+Episode and trial boundaries are owned by the caller (``meta_rl.rollout``):
+every episode lasts exactly ``episode_length`` steps, and the caller calls
+``reset()`` at the start of each episode and ``set_tasks()`` at the start of each
+trial. Environments never terminate or auto-reset on their own, so nothing
+about the RL² semantics depends on a library's autoreset convention.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+
+class TrialEnv(Protocol):
+    """``num_envs`` environments stepped in lock-step, one task each."""
+
+    num_envs: int
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        """Give env ``i`` the task ``tasks[i]`` (``len(tasks) == num_envs``)."""
+
+    def reset(self) -> np.ndarray:
+        """Start a new episode in every env; returns observations ``[num_envs, obs_dim]`` float32."""
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Apply ``actions`` (``[num_envs, action_dim]`` float32 in the action space, or
+        ``[num_envs]`` int64 for a discrete space).
+
+        Returns ``(obs [num_envs, obs_dim] float32, reward [num_envs] float32,
+        success [num_envs] bool)``. ``success`` is the benchmark's per-step success
+        signal (Meta-World's ``info["success"]``); benchmarks without one return False.
+        """
+
+    def close(self) -> None: ...
+
+
+class Benchmark(Protocol):
+    """A task distribution with train/test splits; instantiated from the ``env`` config group."""
+
+    name: str
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Space  # Box or Discrete
+    episode_length: int  # steps per episode
+    episodes_per_trial: int  # episodes per trial (the RL² "meta-episode")
+    meta_batch_size: int  # trials (= envs) per training iteration
+    reward_scale: float  # multiplies rewards for the policy input and for learning
+
+    def class_names(self, split: str) -> list[str]:
+        """Task classes of ``split`` ("train" or "test")."""
+
+    def sample_tasks(self, split: str, n: int, rng: np.random.Generator) -> list[Any]:
+        """``n`` tasks of ``split``, spread evenly over its classes, drawn with ``rng`` only."""
+
+    def all_tasks(self, split: str) -> list[Any]:
+        """Every task of ``split`` in a fixed order (for exhaustive evaluation)."""
+
+    def task_class(self, task: Any) -> str:
+        """Class name of ``task`` (used to report per-class metrics)."""
+
+    def make_env(self, num_envs: int) -> TrialEnv:
+        """A trial environment of ``num_envs`` envs, ready for ``set_tasks``."""

@@ -1,0 +1,170 @@
+"""Meta-World ML1 / ML10 / ML45 as a :class:`~meta_rl.envs.base.Benchmark`.
+
+We use Meta-World's benchmark objects only for what they define (task classes and
+their goal lists) and drive each ``SawyerXYZEnv`` directly: ``set_task`` fixes the
+goal, ``reset`` is then deterministic, and every episode runs exactly
+``episode_length`` steps. No gymnasium autoreset, no terminate-on-success, no
+Meta-World task-select wrappers: trial and episode boundaries are owned by
+``meta_rl.rollout``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+BENCHMARKS = ("ML1", "ML10", "ML45")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_benchmark(name: str, task: str | None, seed: int):
+    """Build Meta-World's benchmark object (goal generation takes ~8 s for ML10; cached)."""
+    import metaworld
+
+    if name == "ML1":
+        return metaworld.ML1(task, seed=seed)
+    return getattr(metaworld, name)(seed=seed)
+
+
+def task_names(benchmark: str) -> list[str]:
+    """All Meta-World v3 task names valid for ``env.task`` (ML1)."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return sorted(ALL_V3_ENVIRONMENTS)
+
+
+class MetaWorldBenchmark:
+    """Meta-World meta-learning benchmark.
+
+    Args:
+        benchmark: "ML1", "ML10" or "ML45".
+        task: the task name for ML1 (e.g. "reach-v3"); must be None otherwise.
+        meta_batch_size: trials per training iteration; a multiple of the number of
+            training classes so every class gets the same number of trials.
+        episodes_per_trial: episodes per trial (RL² meta-episode).
+        episode_length: steps per episode (Meta-World's max_path_length is 500).
+        reward_scale: v2 rewards lie in [0, 10]; 0.1 maps them to [0, 1].
+        benchmark_seed: seeds Meta-World's goal generation (which goals exist).
+        name: display name (run directories, logs).
+    """
+
+    def __init__(
+        self,
+        benchmark: str = "ML10",
+        task: str | None = None,
+        meta_batch_size: int = 20,
+        episodes_per_trial: int = 10,
+        episode_length: int = 500,
+        reward_scale: float = 0.1,
+        benchmark_seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        if benchmark not in BENCHMARKS:
+            raise ValueError(f"env.benchmark={benchmark!r} is unknown; valid: {', '.join(BENCHMARKS)}")
+        if benchmark == "ML1":
+            valid = task_names(benchmark)
+            if task not in valid:
+                raise ValueError(
+                    f"env.task={task!r} is not a Meta-World v3 task; valid: {', '.join(valid)}"
+                )
+        elif task is not None:
+            raise ValueError(f"env.task is only used with ML1 (got env.task={task!r} for {benchmark})")
+        if episode_length > 500:
+            raise ValueError(f"env.episode_length={episode_length} exceeds Meta-World's 500-step limit")
+        self.name = name or (benchmark if task is None else f"{benchmark}-{task}")
+        self.episode_length = episode_length
+        self.episodes_per_trial = episodes_per_trial
+        self.meta_batch_size = meta_batch_size
+        self.reward_scale = reward_scale
+        self._bench = _load_benchmark(benchmark, task, benchmark_seed)
+        self._classes = {"train": self._bench.train_classes, "test": self._bench.test_classes}
+        self._tasks: dict[str, dict[str, list]] = {}
+        for split, tasks in (("train", self._bench.train_tasks), ("test", self._bench.test_tasks)):
+            by_class: dict[str, list] = defaultdict(list)
+            for t in tasks:
+                by_class[t.env_name].append(t)
+            self._tasks[split] = {c: by_class[c] for c in self._classes[split]}
+        n_train = len(self._classes["train"])
+        if meta_batch_size % n_train:
+            raise ValueError(
+                f"env.meta_batch_size={meta_batch_size} must be a multiple of the {n_train} "
+                f"training classes of {self.name}"
+            )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    def class_names(self, split: str) -> list[str]:
+        return list(self._classes[split])
+
+    def task_class(self, task) -> str:
+        return task.env_name
+
+    def all_tasks(self, split: str) -> list:
+        return [t for c in self._classes[split] for t in self._tasks[split][c]]
+
+    def sample_tasks(self, split: str, n: int, rng: np.random.Generator) -> list:
+        """``n // C`` tasks of each of the C classes (goals without replacement), in class order."""
+        classes = self.class_names(split)
+        if n % len(classes):
+            raise ValueError(f"cannot spread {n} tasks evenly over {len(classes)} classes")
+        per_class = n // len(classes)
+        out = []
+        for c in classes:
+            goals = self._tasks[split][c]
+            out.extend(goals[i] for i in rng.choice(len(goals), per_class, replace=len(goals) < per_class))
+        return out
+
+    def make_env(self, num_envs: int) -> "MetaWorldTrialEnv":
+        classes = {**self._classes["train"], **self._classes["test"]}
+        return MetaWorldTrialEnv(num_envs, classes)
+
+
+class MetaWorldTrialEnv:
+    """``num_envs`` Sawyer environments stepped in one process.
+
+    Each slot keeps one env instance per task class it has seen, so a slot can
+    switch class between trials without rebuilding MuJoCo models every trial.
+    """
+
+    def __init__(self, num_envs: int, classes: dict) -> None:
+        self.num_envs = num_envs
+        self._classes = classes
+        self._cache: list[dict[str, object]] = [{} for _ in range(num_envs)]
+        self._envs: list = [None] * num_envs
+        self._obs = np.zeros((num_envs, 39), np.float32)
+        self._rew = np.zeros(num_envs, np.float32)
+        self._succ = np.zeros(num_envs, bool)
+
+    def set_tasks(self, tasks: Sequence) -> None:
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+        for i, task in enumerate(tasks):
+            env = self._cache[i].get(task.env_name)
+            if env is None:
+                env = self._classes[task.env_name](reward_function_version="v2")
+                self._cache[i][task.env_name] = env
+            env.set_task(task)
+            self._envs[i] = env
+
+    def reset(self) -> np.ndarray:
+        for i, env in enumerate(self._envs):
+            self._obs[i] = env.reset()[0]
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        for i, env in enumerate(self._envs):
+            obs, rew, _, _, info = env.step(actions[i])
+            self._obs[i] = obs
+            self._rew[i] = rew
+            self._succ[i] = info["success"] > 0
+        return self._obs.copy(), self._rew.copy(), self._succ.copy()
+
+    def close(self) -> None:
+        for cache in self._cache:
+            for env in cache.values():
+                env.close()
+        self._cache = [{} for _ in range(self.num_envs)]

@@ -1,0 +1,1 @@
+"""Metric loggers behind one small interface (:class:`meta_rl.loggers.base.Logger`)."""

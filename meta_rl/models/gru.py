@@ -1,0 +1,100 @@
+"""The RL² recurrent actor-critic: a GRU over RL² inputs with policy and value heads.
+
+Shapes: T = time, B = batch (envs or sequences), D = input dim, H = hidden size,
+A = action dim (or number of discrete actions).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent, Normal
+
+
+class GRUActorCritic(nn.Module):
+    """Shared GRU trunk; Gaussian (Box) or categorical (Discrete) policy head; value head.
+
+    Args:
+        input_dim: RL² input size (see ``meta_rl.rl2.input_dim``).
+        action_space: the benchmark's action space.
+        hidden: GRU hidden size.
+        init_log_std: initial log standard deviation of the Gaussian policy (state-independent).
+        min_log_std: lower bound on the log std, so exploration never collapses to zero.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        action_space: gym.spaces.Space,
+        hidden: int = 256,
+        init_log_std: float = 0.0,
+        min_log_std: float = -5.0,
+    ) -> None:
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
+        self.hidden = hidden
+        self.min_log_std = min_log_std
+        self.gru = nn.GRU(input_dim, hidden)
+        self.policy = nn.Linear(hidden, self.action_dim)
+        self.value = nn.Linear(hidden, 1)
+        self.log_std = None if self.discrete else nn.Parameter(torch.full((self.action_dim,), float(init_log_std)))
+        nn.init.orthogonal_(self.policy.weight, 0.01)
+        nn.init.zeros_(self.policy.bias)
+        nn.init.orthogonal_(self.value.weight, 1.0)
+        nn.init.zeros_(self.value.bias)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """Hidden state at the start of a trial: zeros ``[1, B, H]``."""
+        return torch.zeros(1, batch, self.hidden, device=self.value.weight.device)
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the GRU over a sequence.
+
+        Args:
+            x: inputs ``[T, B, D]``.
+            h0: hidden state before ``x[0]``, ``[1, B, H]``.
+            trial_start: optional bool ``[T, B]``; where True the hidden state is reset to the
+                initial state *before* that step (a new trial starts). Episode ends inside a
+                trial never reset the state.
+
+        Returns:
+            ``(policy_out [T, B, A], value [T, B], h_T [1, B, H])``.
+        """
+        if trial_start is None or not bool(trial_start[1:].any()):
+            if trial_start is not None:
+                h0 = h0 * (~trial_start[0]).to(h0.dtype).view(1, -1, 1)
+            out, h = self.gru(x, h0)
+        else:
+            # Split at the time steps where any sequence starts a new trial.
+            outs, h = [], h0
+            cuts = [0] + [t for t in range(1, x.shape[0]) if bool(trial_start[t].any())] + [x.shape[0]]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                h = h * (~trial_start[a]).to(h.dtype).view(1, -1, 1)
+                o, h = self.gru(x[a:b], h)
+                outs.append(o)
+            out = torch.cat(outs)
+        return self.policy(out), self.value(out).squeeze(-1), h
+
+    def distribution(self, policy_out: torch.Tensor):
+        """The action distribution for head outputs ``[..., A]`` (log_prob/entropy summed over dims)."""
+        if self.discrete:
+            return Categorical(logits=policy_out)
+        std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(policy_out)
+        return Independent(Normal(policy_out, std), 1)
+
+    def sample(self, policy_out: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Sample actions with an explicit generator, so rollout and evaluation RNG streams are separate."""
+        if self.discrete:
+            probs = torch.softmax(policy_out, -1).reshape(-1, self.action_dim)
+            return torch.multinomial(probs, 1, generator=generator).view(policy_out.shape[:-1])
+        std = self.log_std.clamp(min=self.min_log_std).exp()
+        noise = torch.randn(policy_out.shape, generator=generator, device=policy_out.device)
+        return policy_out + std * noise
+
+    def mode(self, policy_out: torch.Tensor) -> torch.Tensor:
+        """Deterministic action: the Gaussian mean or the most likely discrete action."""
+        return policy_out.argmax(-1) if self.discrete else policy_out

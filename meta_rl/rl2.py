@@ -1,0 +1,66 @@
+"""RL² input assembly: the one place that decides what the policy sees at each step.
+
+Policy input at step t of a trial:
+
+    x_t = obs_t ⊕ a_{t-1} ⊕ reward_scale · r_{t-1} ⊕ d_{t-1}
+
+where ``d_{t-1} = 1`` when step t-1 was the last step of an episode, so at the first
+step of episode k > 1 the policy sees done = 1 together with the last reward and
+action of episode k-1. At the first step of a trial the three "previous" parts are
+zeros. ``a_{t-1}`` is the action the environment executed (clipped to the action
+box), one-hot encoded for discrete action spaces.
+
+Rollout and evaluation both use :class:`RL2Inputs`, so training and testing can
+never disagree about trial and episode boundaries.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+def action_input_dim(action_space: gym.spaces.Space) -> int:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n)
+    return int(np.prod(action_space.shape))
+
+
+def input_dim(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> int:
+    return int(np.prod(observation_space.shape)) + action_input_dim(action_space) + 2
+
+
+class RL2Inputs:
+    """Keeps (previous action, reward, done) for ``num_envs`` envs and builds policy inputs.
+
+    ``build`` returns a view of a preallocated ``[num_envs, input_dim]`` float32 buffer.
+    """
+
+    def __init__(self, num_envs: int, obs_dim: int, action_space: gym.spaces.Space, reward_scale: float):
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.obs_dim = obs_dim
+        self.act_dim = action_input_dim(action_space)
+        self.reward_scale = float(reward_scale)
+        self.dim = obs_dim + self.act_dim + 2
+        self._x = np.zeros((num_envs, self.dim), np.float32)
+        self._rows = np.arange(num_envs)
+
+    def start_trial(self) -> None:
+        """Zero the previous action, reward and done flag (first step of a trial)."""
+        self._x[:, self.obs_dim :] = 0.0
+
+    def build(self, obs: np.ndarray) -> np.ndarray:
+        """Policy input ``[num_envs, dim]`` for observations ``[num_envs, obs_dim]``."""
+        self._x[:, : self.obs_dim] = obs
+        return self._x
+
+    def record(self, action: np.ndarray, reward: np.ndarray, episode_done: bool | np.ndarray) -> None:
+        """Store what the next step's input carries: executed action, raw reward, done flag."""
+        a0, r, d = self.obs_dim, self.obs_dim + self.act_dim, self.obs_dim + self.act_dim + 1
+        if self.discrete:
+            self._x[:, a0:r] = 0.0
+            self._x[self._rows, a0 + action.astype(np.int64)] = 1.0
+        else:
+            self._x[:, a0:r] = action
+        self._x[:, r] = reward * self.reward_scale
+        self._x[:, d] = episode_done

@@ -1,0 +1,110 @@
+"""RL² semantics: policy inputs at episode/trial boundaries, hidden-state carry, batched = step-by-step."""
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from meta_rl.models import GRUActorCritic
+from meta_rl.rl2 import RL2Inputs, input_dim
+from meta_rl.rollout import TrialCollector
+
+
+def _collector(bench, hidden=8, seed=0):
+    torch.manual_seed(seed)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=hidden,
+                           init_log_std=0.5)
+    env = bench.make_env(bench.meta_batch_size)
+    col = TrialCollector(env, model, 3, bench.action_space, bench.episode_length, bench.episodes_per_trial,
+                         bench.reward_scale, chunk_length=bench.episode_length,
+                         generator=torch.Generator().manual_seed(seed))
+    return model, env, col
+
+
+def test_first_step_of_trial_has_zero_history(scripted):
+    _, _, col = _collector(scripted)
+    batch = col.collect([0, 1])
+    x0 = batch.inputs[0].numpy()
+    assert np.all(x0[:, 3:] == 0.0), "prev action, reward and done must be zero at trial start"
+    np.testing.assert_array_equal(x0[:, 1], [0, 1])  # the observation is there
+
+
+def test_first_step_of_episode_two_sees_done_and_last_reward(scripted):
+    _, env, col = _collector(scripted)
+    batch = col.collect([0, 1])
+    H = scripted.episode_length
+    x = batch.inputs.numpy()  # [T, B, obs 3 + act 2 + r + d]
+    # within an episode: done = 0
+    assert np.all(x[1:H, :, -1] == 0.0)
+    # first step of episode 2 and 3: done = 1 and the scaled last reward of the previous episode
+    last_reward = (0.1 * H + np.arange(2)) * scripted.reward_scale
+    for start in (H, 2 * H):
+        np.testing.assert_array_equal(x[start, :, -1], [1.0, 1.0])
+        np.testing.assert_allclose(x[start, :, -2], last_reward, rtol=1e-6)
+        # the previous action is the one the env executed (clipped to the box)
+        np.testing.assert_allclose(x[start, :, 3:5], env.actions[start - 1], rtol=1e-6)
+        assert x[start, 0, 0] == 0.0  # observation is the reset observation
+    # the stored actions are the sampled ones (log-probs belong to them), the env got them clipped
+    sampled = batch.actions.numpy()
+    assert np.abs(sampled).max() > 1.0, "init_log_std=0.5 should produce some out-of-box samples"
+    np.testing.assert_allclose(np.stack(env.actions), np.clip(sampled, -1, 1), rtol=1e-6)
+
+
+def test_rl2inputs_discrete_actions_are_one_hot():
+    rl2 = RL2Inputs(2, 1, gym.spaces.Discrete(3), reward_scale=1.0)
+    rl2.record(np.array([2, 0]), np.array([1.0, 0.0], np.float32), True)
+    x = rl2.build(np.zeros((2, 1), np.float32))
+    np.testing.assert_array_equal(x, [[0, 0, 0, 1, 1, 1], [0, 1, 0, 0, 0, 1]])
+    rl2.start_trial()
+    assert np.all(rl2.build(np.ones((2, 1), np.float32))[:, 1:] == 0)
+
+
+def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
+    """Replaying the stored inputs through the GRU with one continuous state reproduces the
+    rollout's values: the state was carried over episode ends. The stored chunk-start states
+    equal the replayed ones, and the first is the initial state (trial start)."""
+    model, _, col = _collector(scripted)
+    batch = col.collect([0, 1])
+    with torch.no_grad():
+        _, values, _ = model(batch.inputs, model.initial_state(2))
+        np.testing.assert_allclose(values.numpy(), batch.values.numpy(), rtol=1e-5, atol=1e-6)
+        H = scripted.episode_length
+        assert torch.equal(batch.hidden[0], torch.zeros_like(batch.hidden[0]))
+        _, _, h_after_ep1 = model(batch.inputs[:H], model.initial_state(2))
+        np.testing.assert_allclose(batch.hidden[1].numpy(), h_after_ep1[0].numpy(), rtol=1e-5, atol=1e-6)
+        assert h_after_ep1.abs().sum() > 0  # and it is not the initial state
+    # a second trial of the same collector starts again from the initial state
+    _, _, col2 = _collector(scripted)
+    col2.collect([0, 1])
+    batch2 = col2.collect([0, 1])  # second trial of col2 (different action noise)
+    assert torch.equal(batch2.hidden[0], torch.zeros_like(batch2.hidden[0]))
+    with torch.no_grad():
+        _, v2, _ = model(batch2.inputs, model.initial_state(2))
+    np.testing.assert_allclose(v2.numpy(), batch2.values.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batched_gru_equals_step_by_step_with_trial_resets():
+    torch.manual_seed(0)
+    T, B, D = 12, 3, 5
+    model = GRUActorCritic(D, gym.spaces.Box(-1, 1, (2,)), hidden=16)
+    x = torch.randn(T, B, D)
+    trial_start = torch.zeros(T, B, dtype=torch.bool)
+    trial_start[0] = True
+    trial_start[5, 1] = True  # env 1 starts a new trial at t=5
+    trial_start[9, :] = True  # all envs at t=9
+    h0 = torch.randn(1, B, 16)  # ignored where trial_start[0]
+    with torch.no_grad():
+        out, value, hT = model(x, h0, trial_start)
+        h = h0.clone()
+        outs, vals = [], []
+        for t in range(T):
+            h = torch.where(trial_start[t].view(1, B, 1), model.initial_state(B), h)
+            o, v, h = model(x[t : t + 1], h)
+            outs.append(o[0])
+            vals.append(v[0])
+    torch.testing.assert_close(out, torch.stack(outs), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(value, torch.stack(vals), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(hT, h, rtol=1e-5, atol=1e-6)
+    # without the resets the result differs (the reset really happened)
+    with torch.no_grad():
+        out_nr, _, _ = model(x, torch.zeros(1, B, 16))
+    assert not torch.allclose(out_nr[5:, 1], out[5:, 1])
