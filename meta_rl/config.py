@@ -9,7 +9,7 @@ raises :class:`ConfigError` with one line that names the key and how to fix it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -140,6 +140,30 @@ class CSVLoggerConfig:
     filename: str = "metrics.csv"
 
 
+# -------------------------------------------------------------------------- eval
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    final: bool = True
+    split: str = "test"
+    adaptation_episodes: int = 10
+    evaluation_episodes: int = 3
+    num_goals: Optional[int] = 4
+    train_num_goals: int = 2
+    num_envs: int = 20
+
+    def __post_init__(self) -> None:
+        _non_negative("eval", every=self.every, train_num_goals=self.train_num_goals,
+                      adaptation_episodes=self.adaptation_episodes)
+        _positive("eval", evaluation_episodes=self.evaluation_episodes, num_envs=self.num_envs)
+        if self.num_goals is not None:
+            _positive("eval", num_goals=self.num_goals)
+        if self.split not in ("train", "test"):
+            raise ConfigError(f"eval.split={self.split} is unknown; use train or test")
+
+
 # -------------------------------------------------------------------------- root
 
 
@@ -149,6 +173,7 @@ class TrainConfig:
     model: Any = MISSING
     algo: Any = MISSING
     logger: Any = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "cpu"
     total_env_steps: int = 20_000_000
@@ -177,7 +202,27 @@ class TrainConfig:
             )
 
 
-def validate(cfg: DictConfig) -> TrainConfig:
+@dataclass
+class EvaluateConfig:
+    """Root config of ``evaluate.py``: everything else comes from the run's saved config."""
+
+    run: str = MISSING
+    checkpoint: str = "latest"
+    device: str = "cpu"
+    seed: int = 0
+    output_dir: Optional[str] = None
+    plots: bool = True
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(num_goals=None))
+
+    def __post_init__(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device={self.device} but no CUDA GPU is available; use device=cpu")
+
+
+def validate(cfg: DictConfig):
     """Check every value of a composed config; raises :class:`ConfigError` on the first bad one."""
     try:
         return OmegaConf.to_object(cfg)
@@ -192,6 +237,7 @@ def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent; safe before every compose)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(group="env", name="metaworld_schema", node=MetaWorldEnvConfig)
     cs.store(group="model", name="gru_schema", node=GRUModelConfig)
     cs.store(group="algo", name="ppo_schema", node=PPOConfig)

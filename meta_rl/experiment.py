@@ -58,14 +58,87 @@ def train(cfg: DictConfig) -> float:
     benchmark = build_benchmark(cfg)
     model = build_model(cfg, benchmark)
     algo = build_algo(cfg, model, benchmark)
+    evaluator, eval_tasks = build_evaluator(cfg.eval, benchmark, model, during_training=True)
     logger = instantiate(cfg.logger)
     try:
         logger.start(run_dir, config)
         trainer = Trainer(
             benchmark, model, algo, logger, run_dir=run_dir, total_env_steps=cfg.total_env_steps,
             checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, config=config, progress=cfg.progress,
+            evaluator=evaluator, eval_tasks=eval_tasks, eval_every=cfg.eval.every, eval_final=cfg.eval.final,
         )
         metrics = trainer.train()
     finally:
         logger.close()
-    return float(metrics.get("train/success", float("nan")))
+    for key in ("eval/test/success", "train/success"):
+        if key in metrics:
+            return float(metrics[key])
+    return float("nan")
+
+
+def build_evaluator(ecfg, benchmark, model, during_training: bool):
+    """The meta-evaluator and the tasks it runs (split → tasks), or (None, {}) when disabled."""
+    from meta_rl.evaluation import MetaEvaluator, evaluation_tasks
+
+    if during_training:
+        tasks = {"test": evaluation_tasks(benchmark, "test", ecfg.num_goals)}
+        if ecfg.train_num_goals > 0:
+            tasks["train"] = evaluation_tasks(benchmark, "train", ecfg.train_num_goals)
+        if not (ecfg.every or ecfg.final):
+            return None, {}
+    else:
+        tasks = {ecfg.split: evaluation_tasks(benchmark, ecfg.split, ecfg.num_goals)}
+    evaluator = MetaEvaluator(benchmark, model, ecfg.adaptation_episodes, ecfg.evaluation_episodes,
+                              num_envs=min(ecfg.num_envs, max(len(t) for t in tasks.values())))
+    return evaluator, tasks
+
+
+def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
+    """``(checkpoint path, run dir)`` from a run directory (+ "latest"/"best"/a file name) or a file path."""
+    from meta_rl.checkpoint import CheckpointError
+
+    if os.path.isdir(run):
+        name = which if which.endswith(".pt") else f"{which}.pt"
+        path = os.path.join(run, "checkpoints", name)
+        if not os.path.isfile(path):
+            found = sorted(os.listdir(os.path.join(run, "checkpoints"))) if os.path.isdir(
+                os.path.join(run, "checkpoints")) else []
+            raise CheckpointError(f"no checkpoint {path}; found: {', '.join(found) or 'none'} "
+                                  f"(pick one with checkpoint=NAME)")
+        return path, run
+    if os.path.isfile(run):
+        d = os.path.dirname(os.path.abspath(run))
+        return run, os.path.dirname(d) if os.path.basename(d) == "checkpoints" else d
+    raise CheckpointError(f"run={run} is neither a run directory nor a checkpoint file")
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Rebuild the agent from a checkpoint and its saved config, and run the meta-test protocol."""
+    from meta_rl import checkpoint
+    from meta_rl.evaluation import console_table, write_outputs
+
+    validate(cfg)
+    path, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+    state = checkpoint.load(path, map_location=cfg.device)
+    saved = OmegaConf.create(state["config"])  # the run's own config, not today's conf/ defaults
+    saved.device = cfg.device
+    seed_everything(cfg.seed)
+    benchmark = build_benchmark(saved)
+    model = build_model(saved, benchmark)
+    model.load_state_dict(state["model"])
+    model.eval()
+    evaluator, tasks = build_evaluator(cfg.eval, benchmark, model, during_training=False)
+    split = cfg.eval.split
+    try:
+        result = evaluator.evaluate(tasks[split], seed=cfg.seed)
+    finally:
+        evaluator.close()
+    tag = os.path.splitext(os.path.basename(path))[0]
+    result.update(checkpoint=os.path.abspath(path), split=split, benchmark=benchmark.name,
+                  iteration=int(state["iteration"]), env_steps=int(state["env_steps"]), seed=cfg.seed)
+    out_dir = cfg.output_dir or os.path.join(run_dir, "eval", f"{split}_{tag}")
+    paths = write_outputs(result, out_dir, title=f"{benchmark.name} {split} ({tag}, {result['env_steps']:,} steps)",
+                          plots=cfg.plots)
+    print(console_table(result))
+    print(f"wrote {', '.join(paths.values())}")
+    return result

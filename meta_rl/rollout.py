@@ -66,7 +66,6 @@ class TrialCollector:
         chunk_length: the hidden state is stored every ``chunk_length`` steps for
             truncated-BPTT updates; must divide the trial length.
         generator: torch RNG used for action sampling (its own stream).
-        deterministic: act with the distribution mode instead of sampling.
     """
 
     def __init__(
@@ -109,8 +108,12 @@ class TrialCollector:
         self.buf.episode_end.view(self.E, self.H)[:, -1] = True
 
     @torch.inference_mode()
-    def collect(self, tasks, deterministic: bool = False) -> TrialBatch:
-        """Run one full trial of ``tasks[i]`` in env i; returns the (reused) batch buffers."""
+    def collect(self, tasks, explore_episodes: int | None = None) -> TrialBatch:
+        """Run one full trial of ``tasks[i]`` in env i; returns the (reused) batch buffers.
+
+        Actions are sampled in the first ``explore_episodes`` episodes (all, if None) and
+        the distribution's mode is taken afterwards (meta-test evaluation episodes).
+        """
         env, model, buf, rl2, gen = self.env, self.model, self.buf, self.rl2, self.generator
         H, chunk, dev, discrete = self.H, self.chunk, self.device, self.discrete
         low, high = self.low, self.high
@@ -118,7 +121,8 @@ class TrialCollector:
         rl2.start_trial()
         h = model.initial_state(env.num_envs)
         t = 0
-        for _ in range(self.E):
+        for episode in range(self.E):
+            deterministic = explore_episodes is not None and episode >= explore_episodes
             obs = env.reset()
             for k in range(H):
                 if t % chunk == 0:

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from meta_rl import checkpoint as ckpt
+from meta_rl.evaluation import flatten, write_outputs
 from meta_rl.rollout import TrialBatch, TrialCollector
 
 
@@ -62,6 +63,10 @@ class Trainer:
         seed: seeds task sampling, action sampling and minibatch order (separate streams).
         config: the resolved run config, saved inside every checkpoint.
         progress: show a progress bar.
+        evaluator: a :class:`~meta_rl.evaluation.MetaEvaluator` (own envs and RNG), or None.
+        eval_tasks: split → tasks evaluated by ``evaluator`` ("test" ranks the best checkpoint).
+        eval_every: iterations between evaluations (0: none during training).
+        eval_final: also evaluate after the last iteration and write the result files.
     """
 
     def __init__(
@@ -76,6 +81,10 @@ class Trainer:
         seed: int,
         config: Mapping[str, Any],
         progress: bool = True,
+        evaluator=None,
+        eval_tasks: Mapping[str, list] | None = None,
+        eval_every: int = 0,
+        eval_final: bool = True,
     ) -> None:
         self.benchmark, self.model, self.algo, self.logger = benchmark, model, algo, logger
         self.run_dir, self.config, self.progress = run_dir, dict(config), progress
@@ -95,7 +104,12 @@ class Trainer:
             benchmark.episode_length, benchmark.episodes_per_trial, benchmark.reward_scale,
             chunk_length=getattr(algo, "chunk_length", None), generator=self.action_gen,
         )
+        self.seed = seed
+        self.evaluator, self.eval_tasks = evaluator, dict(eval_tasks or {})
+        self.eval_every, self.eval_final = eval_every, eval_final
+        self.best_success = -math.inf
         self.checkpoint_path = os.path.join(run_dir, "checkpoints", "latest.pt")
+        self.best_path = os.path.join(run_dir, "checkpoints", "best.pt")
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, float]:
@@ -109,14 +123,23 @@ class Trainer:
                 bar.update(self.steps_per_iter)
                 bar.set_postfix(SPS=f"{metrics['charts/SPS']:.0f}")
                 tqdm.write(self.summary(metrics), file=sys.stdout)
-                if self.iteration % self.checkpoint_every == 0 or self.iteration == self.num_iterations:
+                last = self.iteration == self.num_iterations
+                if self.evaluator is not None and self.eval_tasks and (
+                    (self.eval_every and self.iteration % self.eval_every == 0) or (last and self.eval_final)
+                ):
+                    metrics.update(self.run_evaluation(write=last))
+                self.logger.log(metrics, self.env_steps)
+                if self.iteration % self.checkpoint_every == 0 or last:
                     self.save_checkpoint()
         finally:
             bar.close()
             self.env.close()
+            if self.evaluator is not None:
+                self.evaluator.close()
         return metrics
 
     def train_iteration(self) -> dict[str, float]:
+        """Collect one trial per env and update; returns the iteration's metrics (not yet logged)."""
         tasks = self.benchmark.sample_tasks("train", self.meta_batch, self.task_rng)
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
@@ -136,8 +159,31 @@ class Trainer:
         })
         if getattr(self.model, "log_std", None) is not None:
             m["charts/policy_std"] = float(self.model.log_std.detach().exp().mean())
-        self.logger.log(m, self.env_steps)
         return m
+
+    def run_evaluation(self, write: bool = False) -> dict[str, float]:
+        """Meta-evaluate every split in ``eval_tasks``; keep the best checkpoint, maybe write files."""
+        metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
+        steps = 0
+        for split, tasks in self.eval_tasks.items():
+            seed = int(np.random.SeedSequence([self.seed, self.iteration, split == "test"]).generate_state(1)[0])
+            result = self.evaluator.evaluate(tasks, seed=seed)
+            steps += result["num_env_steps"]
+            metrics.update(flatten(result, f"eval/{split}"))
+            curve = " ".join(f"{s:.2f}" for s in result["overall"]["curve_success"])
+            tqdm.write(f"    eval/{split}: success {result['overall']['success']:.3f} "
+                       f"return {result['overall']['return']:.1f} | success by episode: {curve}", file=sys.stdout)
+            if write:
+                write_outputs(result, os.path.join(self.run_dir, "eval", f"{split}_final"),
+                              title=f"{self.benchmark.name} {split} @ {self.env_steps:,} steps")
+        metrics["charts/eval_SPS"] = steps / (time.perf_counter() - t0)
+        rank = "eval/test/success" if "eval/test/success" in metrics else next(
+            (k for k in metrics if k.endswith("/success")), None)
+        if rank is not None and metrics[rank] > self.best_success:
+            self.best_success = metrics[rank]
+            ckpt.save(self.best_path, {**self.state(), "best": {"metric": rank, "value": metrics[rank]}})
+        return metrics
 
     def summary(self, m: Mapping[str, float]) -> str:
         E = self.benchmark.episodes_per_trial
@@ -160,6 +206,7 @@ class Trainer:
             "algo": self.algo.state_dict(),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
+            "best_success": self.best_success,
             "rng": ckpt.rng_state(task_rng=self.task_rng, action_gen=self.action_gen, update_gen=self.update_gen),
             "config": self.config,
         }
@@ -172,5 +219,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.algo.load_state_dict(state["algo"])
         self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
+        self.best_success = float(state.get("best_success", -math.inf))
         ckpt.set_rng_state(state["rng"], task_rng=self.task_rng, action_gen=self.action_gen,
                            update_gen=self.update_gen)
