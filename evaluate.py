@@ -5,27 +5,22 @@
     python evaluate.py run=<dir>/checkpoints/latest.pt eval.split=train device=cuda
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from meta_rl.config import ConfigError, register_configs
+from meta_rl.cli import job, run_app
+from meta_rl.config import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@job
 def main(cfg: DictConfig) -> float:
-    from meta_rl.checkpoint import CheckpointError
     from meta_rl.experiment import evaluate
 
-    try:
-        return evaluate(cfg)["overall"]["success"]
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    return evaluate(cfg)["overall"]["success"]
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -4,28 +4,25 @@
     python train.py algo=ppo_kl model.hidden=128     # any value from the command line
     python train.py -m seed=0,1,2                    # Hydra multirun
     python train.py debug=smoke                      # one tiny iteration on real ML10
+    python train.py resume=<run dir>                 # continue an interrupted run
 """
-
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from meta_rl.config import ConfigError, register_configs
+from meta_rl.cli import job, run_app
+from meta_rl.config import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@job
 def main(cfg: DictConfig) -> float:
     from meta_rl.experiment import train
 
-    try:
-        return train(cfg)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        sys.exit(2)
+    return train(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

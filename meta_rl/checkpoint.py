@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from meta_rl.errors import CheckpointError
+
 FORMAT = "meta-rl-checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt or not a meta-rl checkpoint; one-line message."""
 
 
 def save(path: str, state: dict[str, Any]) -> None:

@@ -16,20 +16,23 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message is one line naming the key."""
+from meta_rl.errors import ConfigError  # noqa: E402  (re-exported)
+
+
+def _key(owner: str, key: str) -> str:
+    return f"{owner}.{key}" if owner else key
 
 
 def _positive(owner: str, **values: float) -> None:
     for key, v in values.items():
         if v <= 0:
-            raise ConfigError(f"{owner}.{key}={v} must be > 0")
+            raise ConfigError(f"{_key(owner, key)}={v} must be > 0")
 
 
 def _non_negative(owner: str, **values: float) -> None:
     for key, v in values.items():
         if v < 0:
-            raise ConfigError(f"{owner}.{key}={v} must be >= 0")
+            raise ConfigError(f"{_key(owner, key)}={v} must be >= 0")
 
 
 # --------------------------------------------------------------------------- env
@@ -178,6 +181,9 @@ class TrainConfig:
     device: str = "cpu"
     total_env_steps: int = 20_000_000
     checkpoint_every: int = 10
+    checkpoint_keep: int = 3
+    resume: Optional[str] = None
+    auto_resume: bool = True
     torch_threads: int = 0
     progress: bool = True
     run_dir: str = II("hydra:runtime.output_dir")
@@ -185,7 +191,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive("", total_env_steps=self.total_env_steps, checkpoint_every=self.checkpoint_every)
-        _non_negative("", seed=self.seed, torch_threads=self.torch_threads)
+        _non_negative("", seed=self.seed, torch_threads=self.torch_threads, checkpoint_keep=self.checkpoint_keep)
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device={self.device} is unknown; use cpu, cuda or cuda:N")
         if self.device.startswith("cuda"):

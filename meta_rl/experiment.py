@@ -43,8 +43,72 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+# Keys that may differ between a run and its continuation (everything else must match).
+RESUMABLE_KEYS = ("run_dir", "resume", "auto_resume", "progress", "total_env_steps", "torch_threads",
+                  "checkpoint_every", "checkpoint_keep", "device", "logger", "eval")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_changes(saved: dict, new: dict) -> list[str]:
+    """``key: saved -> new`` for every non-resumable key that differs."""
+    a, b = _flat(saved), _flat(new)
+    keys = sorted(k for k in set(a) | set(b) if not k.split(".")[0] in RESUMABLE_KEYS and a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
+
+
+def _command_line_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("resume=")]
+
+
+def prepare_run(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
+    """The config to run and the checkpoint state to continue from (None for a fresh run).
+
+    ``resume=<run dir>`` continues that run with its saved config (command-line overrides of
+    resumable keys such as ``total_env_steps`` apply on top). Without it, a run dir that already
+    holds ``checkpoints/latest.pt`` (a requeued cluster job) is continued automatically when
+    ``auto_resume`` is true, provided the config is the same.
+    """
+    from meta_rl import checkpoint
+    from meta_rl.config import TrainConfig
+
+    if cfg.resume:
+        path, run_dir = resolve_checkpoint(cfg.resume, "latest")
+        state = checkpoint.load(path)
+        saved = OmegaConf.create(state["config"])
+        run_cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(_command_line_overrides()))
+        run_cfg.run_dir, run_cfg.resume = run_dir, None
+        changes = config_changes(state["config"], OmegaConf.to_container(run_cfg, resolve=True))
+        if changes:
+            raise ConfigError(f"resume cannot change {changes[0]}; start a new run for a different config")
+        return OmegaConf.merge(OmegaConf.structured(TrainConfig), run_cfg), state
+    latest = os.path.join(cfg.run_dir, "checkpoints", "latest.pt")
+    if cfg.auto_resume and os.path.isfile(latest):
+        state = checkpoint.load(latest)
+        changes = config_changes(state["config"], resolved_config(cfg))
+        if changes:
+            raise ConfigError(f"run dir {cfg.run_dir} holds a checkpoint of another config ({changes[0]}); "
+                              f"use a new run dir, or auto_resume=false")
+        return cfg, state
+    return cfg, None
+
+
 def train(cfg: DictConfig) -> float:
-    """Train RL² as configured; returns the final mean training success (for sweepers)."""
+    """Train RL² as configured (or continue a run); returns the metric for sweepers:
+    final meta-test success when evaluated, else final training success."""
+    validate(cfg)
+    cfg, state = prepare_run(cfg)
     validate(cfg)
     from meta_rl.trainer import Trainer
 
@@ -61,12 +125,16 @@ def train(cfg: DictConfig) -> float:
     evaluator, eval_tasks = build_evaluator(cfg.eval, benchmark, model, during_training=True)
     logger = instantiate(cfg.logger)
     try:
-        logger.start(run_dir, config)
+        logger.start(run_dir, config, resume_step=None if state is None else int(state["env_steps"]))
         trainer = Trainer(
             benchmark, model, algo, logger, run_dir=run_dir, total_env_steps=cfg.total_env_steps,
             checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, config=config, progress=cfg.progress,
             evaluator=evaluator, eval_tasks=eval_tasks, eval_every=cfg.eval.every, eval_final=cfg.eval.final,
+            checkpoint_keep=cfg.checkpoint_keep,
         )
+        if state is not None:
+            trainer.load_state(state)
+            print(f"continuing {run_dir} from iteration {trainer.iteration} ({trainer.env_steps:,} env steps)")
         metrics = trainer.train()
     finally:
         logger.close()

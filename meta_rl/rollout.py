@@ -106,6 +106,7 @@ class TrialCollector:
             episodes_per_trial=self.E,
         )
         self.buf.episode_end.view(self.E, self.H)[:, -1] = True
+        self.interrupt = None  # optional callable checked every step (raises to stop)
 
     @torch.inference_mode()
     def collect(self, tasks, explore_episodes: int | None = None) -> TrialBatch:
@@ -116,7 +117,7 @@ class TrialCollector:
         """
         env, model, buf, rl2, gen = self.env, self.model, self.buf, self.rl2, self.generator
         H, chunk, dev, discrete = self.H, self.chunk, self.device, self.discrete
-        low, high = self.low, self.high
+        low, high, interrupt = self.low, self.high, self.interrupt
         env.set_tasks(tasks)
         rl2.start_trial()
         h = model.initial_state(env.num_envs)
@@ -125,6 +126,8 @@ class TrialCollector:
             deterministic = explore_episodes is not None and episode >= explore_episodes
             obs = env.reset()
             for k in range(H):
+                if interrupt is not None:
+                    interrupt()
                 if t % chunk == 0:
                     buf.hidden[t // chunk] = h[0]
                 x = torch.from_numpy(rl2.build(obs)).to(dev)

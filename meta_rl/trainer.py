@@ -5,9 +5,12 @@ Takes plain objects and values; only :mod:`meta_rl.experiment` reads the config.
 
 from __future__ import annotations
 
+import copy as copy_module
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -16,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from meta_rl import checkpoint as ckpt
+from meta_rl.errors import Interrupted, NumericalError
 from meta_rl.evaluation import flatten, write_outputs
 from meta_rl.rollout import TrialBatch, TrialCollector
 
@@ -67,6 +71,7 @@ class Trainer:
         eval_tasks: split → tasks evaluated by ``evaluator`` ("test" ranks the best checkpoint).
         eval_every: iterations between evaluations (0: none during training).
         eval_final: also evaluate after the last iteration and write the result files.
+        checkpoint_keep: how many ``iter_<n>.pt`` checkpoints to keep besides ``latest.pt``/``best.pt``.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Trainer:
         eval_tasks: Mapping[str, list] | None = None,
         eval_every: int = 0,
         eval_final: bool = True,
+        checkpoint_keep: int = 3,
     ) -> None:
         self.benchmark, self.model, self.algo, self.logger = benchmark, model, algo, logger
         self.run_dir, self.config, self.progress = run_dir, dict(config), progress
@@ -110,33 +116,92 @@ class Trainer:
         self.best_success = -math.inf
         self.checkpoint_path = os.path.join(run_dir, "checkpoints", "latest.pt")
         self.best_path = os.path.join(run_dir, "checkpoints", "best.pt")
+        self.checkpoint_keep = checkpoint_keep
+        self.last_saved: str | None = None
+        self._stop_signal: int | None = None
+        # Long loops check for a stop request once per env step / minibatch.
+        self.collector.interrupt = self._check_stop
+        algo.interrupt = self._check_stop
+        if evaluator is not None:
+            evaluator.collector.interrupt = self._check_stop
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, float]:
-        """Run the remaining iterations; returns the last iteration's metrics."""
+        """Run the remaining iterations; returns the last iteration's metrics.
+
+        SIGTERM/SIGINT stop the run within one env step or minibatch: the state as of the
+        last completed iteration is checkpointed and :class:`Interrupted` is raised. A
+        NaN/Inf in the update raises :class:`NumericalError` without saving anything.
+        """
         bar = tqdm(total=self.num_iterations * self.steps_per_iter, initial=self.env_steps, unit="step",
                    unit_scale=True, disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
         metrics: dict[str, float] = {}
+        handlers = self._install_signal_handlers()
         try:
             while self.iteration < self.num_iterations:
-                metrics = self.train_iteration()
-                bar.update(self.steps_per_iter)
-                bar.set_postfix(SPS=f"{metrics['charts/SPS']:.0f}")
-                tqdm.write(self.summary(metrics), file=sys.stdout)
-                last = self.iteration == self.num_iterations
-                if self.evaluator is not None and self.eval_tasks and (
-                    (self.eval_every and self.iteration % self.eval_every == 0) or (last and self.eval_final)
-                ):
-                    metrics.update(self.run_evaluation(write=last))
+                self._check_stop()
+                snapshot = self.state(copy=True)  # what an interruption inside this iteration saves
+                try:
+                    metrics = self.train_iteration()
+                    bar.update(self.steps_per_iter)
+                    bar.set_postfix(SPS=f"{metrics['charts/SPS']:.0f}")
+                    tqdm.write(self.summary(metrics), file=sys.stdout)
+                    last = self.iteration == self.num_iterations
+                    if self.evaluator is not None and self.eval_tasks and (
+                        (self.eval_every and self.iteration % self.eval_every == 0) or (last and self.eval_final)
+                    ):
+                        metrics.update(self.run_evaluation(write=last))
+                except _StopRequested:
+                    ckpt.save(self.checkpoint_path, snapshot)
+                    self.iteration = snapshot["iteration"]
+                    raise self._interrupted() from None
+                except NumericalError as e:
+                    raise NumericalError(
+                        f"iteration {snapshot['iteration'] + 1}: {e}; nothing was saved, the last good checkpoint is "
+                        f"{self.last_saved or 'none'}") from None
                 self.logger.log(metrics, self.env_steps)
                 if self.iteration % self.checkpoint_every == 0 or last:
                     self.save_checkpoint()
+            self._check_stop()
+        except _StopRequested:  # between iterations: the current state is complete
+            self.save_checkpoint()
+            raise self._interrupted() from None
         finally:
+            self._restore_signal_handlers(handlers)
             bar.close()
             self.env.close()
             if self.evaluator is not None:
                 self.evaluator.close()
         return metrics
+
+    # ------------------------------------------------------------ signals
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            if self._stop_signal is not None:  # second signal: stop now, without a checkpoint
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            tqdm.write(f"received {signal.Signals(signum).name}: checkpointing and stopping "
+                       f"(send it again to stop at once)", file=sys.stderr)
+
+        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signal_handlers(handlers) -> None:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+
+    def _check_stop(self) -> None:
+        if self._stop_signal is not None:
+            raise _StopRequested
+
+    def _interrupted(self) -> Interrupted:
+        name = signal.Signals(self._stop_signal).name
+        return Interrupted(self._stop_signal, f"stopped by {name} after iteration {self.iteration}; checkpoint "
+                                              f"{self.checkpoint_path}; continue with: python train.py "
+                                              f"resume={self.run_dir}")
 
     def train_iteration(self) -> dict[str, float]:
         """Collect one trial per env and update; returns the iteration's metrics (not yet logged)."""
@@ -200,8 +265,9 @@ class Trainer:
         )
 
     # ----------------------------------------------------------- checkpoints
-    def state(self) -> dict[str, Any]:
-        return {
+    def state(self, copy: bool = False) -> dict[str, Any]:
+        """Everything needed to continue the run exactly (``copy``: detached from the live objects)."""
+        state = {
             "model": self.model.state_dict(),
             "algo": self.algo.state_dict(),
             "iteration": self.iteration,
@@ -210,9 +276,21 @@ class Trainer:
             "rng": ckpt.rng_state(task_rng=self.task_rng, action_gen=self.action_gen, update_gen=self.update_gen),
             "config": self.config,
         }
+        return copy_module.deepcopy(state) if copy else state
 
     def save_checkpoint(self) -> str:
+        """Atomically replace ``latest.pt``; keep ``iter_<n>.pt`` for the last ``checkpoint_keep`` saves."""
         ckpt.save(self.checkpoint_path, self.state())
+        if self.checkpoint_keep > 0:
+            d = os.path.dirname(self.checkpoint_path)
+            kept = os.path.join(d, f"iter_{self.iteration:06d}.pt")
+            if os.path.exists(kept):
+                os.unlink(kept)
+            os.link(self.checkpoint_path, kept)  # same bytes, no second write; survives the next replace
+            old = sorted(f for f in os.listdir(d) if f.startswith("iter_") and f.endswith(".pt"))
+            for f in old[: -self.checkpoint_keep]:
+                os.unlink(os.path.join(d, f))
+        self.last_saved = f"{self.checkpoint_path} (iteration {self.iteration})"
         return self.checkpoint_path
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -222,3 +300,8 @@ class Trainer:
         self.best_success = float(state.get("best_success", -math.inf))
         ckpt.set_rng_state(state["rng"], task_rng=self.task_rng, action_gen=self.action_gen,
                            update_gen=self.update_gen)
+        self.last_saved = f"{self.checkpoint_path} (iteration {self.iteration})"
+
+
+class _StopRequested(Exception):
+    """Raised at the next check after SIGTERM/SIGINT (one env step or minibatch at most)."""

@@ -13,7 +13,7 @@ from meta_rl import checkpoint
 from meta_rl.experiment import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time")
+TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time", "charts/eval_SPS")
 
 
 def read_metrics(run_dir):

@@ -8,10 +8,13 @@ length every chunk is a whole trial.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from meta_rl.algos.gae import gae
+from meta_rl.errors import NumericalError
 from meta_rl.rollout import TrialBatch
 
 
@@ -78,6 +81,7 @@ class PPOClip:
         self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
         self.reward_scale = reward_scale
+        self.interrupt = None  # optional callable checked every minibatch (raises to stop)
 
     def policy_loss(self, logratio, advantages):
         """``(loss, clip_fraction, approx_kl)`` of the policy term for one minibatch."""
@@ -109,6 +113,8 @@ class PPOClip:
         for _ in range(self.epochs):
             perm = torch.randperm(n_seq, generator=generator).to(x.device)
             for start in range(0, n_seq, mb_size):
+                if self.interrupt is not None:
+                    self.interrupt()
                 idx = perm[start : start + mb_size]
                 out, value, _ = model(x[:, idx], h0[:, idx])
                 dist = model.distribution(out)
@@ -120,11 +126,18 @@ class PPOClip:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+                values = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
+                          "approx_kl": approx_kl, "clip_frac": clip_frac, "grad_norm": grad_norm}
+                for k, v in values.items():
+                    v = float(v.detach())
+                    if not math.isfinite(v):  # stop before the bad step reaches the parameters
+                        raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
+                    sums[k] += v
                 self.optimizer.step()
-                for k, v in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy),
-                             ("approx_kl", approx_kl), ("clip_frac", clip_frac), ("grad_norm", grad_norm)):
-                    sums[k] += float(v.detach())
                 n += 1
+        for name, p in model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NumericalError(f"non-finite parameter {name} after the update")
         stats = {k: v / n for k, v in sums.items()}
         stats["explained_variance"] = explained_var
         stats.update(self.after_update(stats["approx_kl"]))

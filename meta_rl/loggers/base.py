@@ -10,8 +10,12 @@ from typing import Any, Mapping, Protocol
 
 
 class Logger(Protocol):
-    def start(self, run_dir: str, config: Mapping[str, Any]) -> None:
-        """Open the backend in ``run_dir``; ``config`` is the resolved run config (plain dict)."""
+    def start(self, run_dir: str, config: Mapping[str, Any], resume_step: int | None = None) -> None:
+        """Open the backend in ``run_dir``; ``config`` is the resolved run config (plain dict).
+
+        ``resume_step``: the run continues from a checkpoint at this env step; what was logged
+        after it will be logged again and should be replaced.
+        """
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         """Record scalar ``metrics`` at env step ``step``."""

@@ -22,13 +22,14 @@ class CSVLogger:
         self._file = None
         self._writer = None
 
-    def start(self, run_dir: str, config: Mapping[str, Any]) -> None:
+    def start(self, run_dir: str, config: Mapping[str, Any], resume_step: int | None = None) -> None:
         self.path = os.path.join(run_dir, self.filename)
-        if os.path.exists(self.path):  # resuming a run: keep what was logged
+        if resume_step is not None and os.path.exists(self.path):
+            # continuing a run: keep the rows up to its checkpoint, drop any logged after it
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
                 self._fields = list(reader.fieldnames or ["step"])
-                self._rows = list(reader)
+                self._rows = [r for r in reader if r.get("step") and int(r["step"]) <= resume_step]
         self._open()
 
     def _open(self) -> None:
