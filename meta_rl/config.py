@@ -79,6 +79,37 @@ class MetaWorldEnvConfig:
             raise ConfigError(f"env.task is only used with env=ml1 (got env.task={self.task} for {self.benchmark})")
 
 
+@dataclass
+class BanditEnvConfig:
+    _target_: str = "meta_rl.envs.bandit.BernoulliBandit"
+    name: str = "bandit"
+    arms: int = 5
+    pulls: int = 10
+    meta_batch_size: int = 250
+    reward_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("env", pulls=self.pulls, meta_batch_size=self.meta_batch_size, reward_scale=self.reward_scale)
+        if self.arms < 2:
+            raise ConfigError(f"env.arms={self.arms} must be >= 2")
+
+
+@dataclass
+class TabularMDPEnvConfig:
+    _target_: str = "meta_rl.envs.tabular_mdp.RandomTabularMDP"
+    name: str = "tabular_mdp"
+    states: int = 10
+    actions: int = 5
+    horizon: int = 10
+    episodes: int = 10
+    meta_batch_size: int = 250
+    reward_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("env", states=self.states, actions=self.actions, horizon=self.horizon, episodes=self.episodes,
+                  meta_batch_size=self.meta_batch_size, reward_scale=self.reward_scale)
+
+
 # ------------------------------------------------------------------------- model
 
 
@@ -156,11 +187,14 @@ class EvalConfig:
     num_goals: Optional[int] = 4
     train_num_goals: int = 2
     num_envs: int = 20
+    best_metric: str = "eval/test/success"
 
     def __post_init__(self) -> None:
         _non_negative("eval", every=self.every, train_num_goals=self.train_num_goals,
-                      adaptation_episodes=self.adaptation_episodes)
-        _positive("eval", evaluation_episodes=self.evaluation_episodes, num_envs=self.num_envs)
+                      adaptation_episodes=self.adaptation_episodes, evaluation_episodes=self.evaluation_episodes)
+        _positive("eval", num_envs=self.num_envs)
+        if self.adaptation_episodes + self.evaluation_episodes == 0:
+            raise ConfigError("eval.adaptation_episodes + eval.evaluation_episodes must be > 0")
         if self.num_goals is not None:
             _positive("eval", num_goals=self.num_goals)
         if self.split not in ("train", "test"):
@@ -201,7 +235,7 @@ class TrainConfig:
                 raise ConfigError(f"device={self.device} but no CUDA GPU is available; use device=cpu")
         trial = getattr(self.env, "episodes_per_trial", 0) * getattr(self.env, "episode_length", 0)
         chunk = getattr(self.algo, "chunk_length", None)
-        if trial and chunk and trial % chunk:
+        if trial and chunk and chunk < trial and trial % chunk:
             raise ConfigError(
                 f"algo.chunk_length={chunk} must divide the trial length "
                 f"env.episodes_per_trial*env.episode_length={trial}"
@@ -245,6 +279,8 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(group="env", name="metaworld_schema", node=MetaWorldEnvConfig)
+    cs.store(group="env", name="bandit_schema", node=BanditEnvConfig)
+    cs.store(group="env", name="tabular_mdp_schema", node=TabularMDPEnvConfig)
     cs.store(group="model", name="gru_schema", node=GRUModelConfig)
     cs.store(group="algo", name="ppo_schema", node=PPOConfig)
     cs.store(group="algo", name="ppo_kl_schema", node=PPOPenaltyConfig)

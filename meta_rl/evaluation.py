@@ -14,7 +14,9 @@ keeps the *first* ``evaluation_episodes`` episodes to finish per task name: envs
 succeed early finish more episodes sooner, so successes are over-represented.
 
 Reported per class and overall (overall = mean over classes):
-``success`` / ``return``: over the evaluation episodes;
+``success`` / ``return``: over the evaluation episodes (NaN when there are none);
+``return_per_trial``: total reward over all episodes of the trial (the RL² paper's measure
+for bandits and tabular MDPs);
 ``curve_success[k]`` / ``curve_return[k]``: at episode index k = 1..A+V of the trial
 (the adaptation curve, the evidence that the agent learns within a trial).
 """
@@ -65,6 +67,7 @@ def summarize(successes: np.ndarray, returns: np.ndarray, classes: Sequence[str]
             "num_tasks": int(rows.sum()),
             "success": float(s[:, A:].mean()) if s.shape[1] > A else float("nan"),
             "return": float(r[:, A:].mean()) if r.shape[1] > A else float("nan"),
+            "return_per_trial": float(r.sum(1).mean()),
             "curve_success": s.mean(0).tolist(),
             "curve_return": r.mean(0).tolist(),
         }
@@ -72,7 +75,7 @@ def summarize(successes: np.ndarray, returns: np.ndarray, classes: Sequence[str]
     per_class = {c: block(classes == c) for c in dict.fromkeys(classes.tolist())}
     overall = {
         "num_tasks": len(classes),
-        **{k: float(np.mean([b[k] for b in per_class.values()])) for k in ("success", "return")},
+        **{k: float(np.mean([b[k] for b in per_class.values()])) for k in ("success", "return", "return_per_trial")},
         **{k: np.mean([b[k] for b in per_class.values()], 0).tolist() for k in ("curve_success", "curve_return")},
     }
     return {"adaptation_episodes": A, "evaluation_episodes": successes.shape[1] - A,
@@ -82,7 +85,8 @@ def summarize(successes: np.ndarray, returns: np.ndarray, classes: Sequence[str]
 def flatten(result: dict, prefix: str) -> dict[str, float]:
     """Scalar metrics ``prefix/success``, ``prefix/success/<class>``, ``prefix/curve_success/<k>``, ..."""
     o = result["overall"]
-    m = {f"{prefix}/success": o["success"], f"{prefix}/return": o["return"]}
+    m = {f"{prefix}/success": o["success"], f"{prefix}/return": o["return"],
+         f"{prefix}/return_per_trial": o["return_per_trial"]}
     for c, b in result["per_class"].items():
         m[f"{prefix}/success/{c}"] = b["success"]
         m[f"{prefix}/return/{c}"] = b["return"]
@@ -114,6 +118,8 @@ class MetaEvaluator:
     def evaluate(self, tasks: list, seed: int) -> dict:
         """One trial per task; returns :func:`summarize`'s dict plus ``num_env_steps``."""
         self.generator.manual_seed(int(seed))
+        if hasattr(self.env, "reseed"):  # stochastic envs (bandits, tabular MDPs) get the same stream too
+            self.env.reseed(int(seed))
         B = self.env.num_envs
         succ, ret = [], []
         for start in range(0, len(tasks), B):

@@ -106,7 +106,7 @@ def prepare_run(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
 
 def train(cfg: DictConfig) -> float:
     """Train RL² as configured (or continue a run); returns the metric for sweepers:
-    final meta-test success when evaluated, else final training success."""
+    the final ``eval.best_metric`` when evaluated, else final training success."""
     validate(cfg)
     cfg, state = prepare_run(cfg)
     validate(cfg)
@@ -130,7 +130,7 @@ def train(cfg: DictConfig) -> float:
             benchmark, model, algo, logger, run_dir=run_dir, total_env_steps=cfg.total_env_steps,
             checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, config=config, progress=cfg.progress,
             evaluator=evaluator, eval_tasks=eval_tasks, eval_every=cfg.eval.every, eval_final=cfg.eval.final,
-            checkpoint_keep=cfg.checkpoint_keep,
+            checkpoint_keep=cfg.checkpoint_keep, best_metric=cfg.eval.best_metric,
         )
         if state is not None:
             trainer.load_state(state)
@@ -138,7 +138,7 @@ def train(cfg: DictConfig) -> float:
         metrics = trainer.train()
     finally:
         logger.close()
-    for key in ("eval/test/success", "train/success"):
+    for key in (cfg.eval.best_metric, "train/success"):
         if key in metrics:
             return float(metrics[key])
     return float("nan")

@@ -64,7 +64,7 @@ class TrialCollector:
         obs_dim, action_space: from the benchmark.
         episode_length, episodes_per_trial, reward_scale: from the benchmark.
         chunk_length: the hidden state is stored every ``chunk_length`` steps for
-            truncated-BPTT updates; must divide the trial length.
+            truncated-BPTT updates; must divide the trial length (None or longer: the whole trial).
         generator: torch RNG used for action sampling (its own stream).
     """
 
@@ -83,7 +83,7 @@ class TrialCollector:
         self.env, self.model, self.generator = env, model, generator
         self.H, self.E = episode_length, episodes_per_trial
         T, B = self.H * self.E, env.num_envs
-        self.chunk = chunk_length or T
+        self.chunk = min(chunk_length or T, T)
         if T % self.chunk:
             raise ValueError(f"chunk_length={self.chunk} must divide the trial length {T}")
         self.rl2 = RL2Inputs(B, obs_dim, action_space, reward_scale)

@@ -72,6 +72,7 @@ class Trainer:
         eval_every: iterations between evaluations (0: none during training).
         eval_final: also evaluate after the last iteration and write the result files.
         checkpoint_keep: how many ``iter_<n>.pt`` checkpoints to keep besides ``latest.pt``/``best.pt``.
+        best_metric: the evaluation metric (higher is better) that selects ``best.pt``.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Trainer:
         eval_every: int = 0,
         eval_final: bool = True,
         checkpoint_keep: int = 3,
+        best_metric: str = "eval/test/success",
     ) -> None:
         self.benchmark, self.model, self.algo, self.logger = benchmark, model, algo, logger
         self.run_dir, self.config, self.progress = run_dir, dict(config), progress
@@ -117,6 +119,7 @@ class Trainer:
         self.checkpoint_path = os.path.join(run_dir, "checkpoints", "latest.pt")
         self.best_path = os.path.join(run_dir, "checkpoints", "best.pt")
         self.checkpoint_keep = checkpoint_keep
+        self.best_metric = best_metric
         self.last_saved: str | None = None
         self._stop_signal: int | None = None
         # Long loops check for a stop request once per env step / minibatch.
@@ -206,6 +209,8 @@ class Trainer:
     def train_iteration(self) -> dict[str, float]:
         """Collect one trial per env and update; returns the iteration's metrics (not yet logged)."""
         tasks = self.benchmark.sample_tasks("train", self.meta_batch, self.task_rng)
+        if hasattr(self.env, "reseed"):  # env randomness (bandit outcomes, ...) seeded per iteration: resumable
+            self.env.reseed(int(np.random.SeedSequence([self.seed, 2, self.iteration]).generate_state(1)[0]))
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
@@ -243,11 +248,10 @@ class Trainer:
                 write_outputs(result, os.path.join(self.run_dir, "eval", f"{split}_final"),
                               title=f"{self.benchmark.name} {split} @ {self.env_steps:,} steps")
         metrics["charts/eval_SPS"] = steps / (time.perf_counter() - t0)
-        rank = "eval/test/success" if "eval/test/success" in metrics else next(
-            (k for k in metrics if k.endswith("/success")), None)
-        if rank is not None and metrics[rank] > self.best_success:
-            self.best_success = metrics[rank]
-            ckpt.save(self.best_path, {**self.state(), "best": {"metric": rank, "value": metrics[rank]}})
+        value = metrics.get(self.best_metric, math.nan)
+        if value > self.best_success:  # False for NaN
+            self.best_success = value
+            ckpt.save(self.best_path, {**self.state(), "best": {"metric": self.best_metric, "value": value}})
         return metrics
 
     def summary(self, m: Mapping[str, float]) -> str:
