@@ -52,8 +52,11 @@ class MetaWorldEnvConfig:
     episode_length: int = 500
     reward_scale: float = 0.1
     benchmark_seed: int = II("seed")
+    num_workers: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.num_workers is not None:
+            _non_negative("env", num_workers=self.num_workers)
         if self.benchmark not in METAWORLD_TRAIN_CLASSES:
             raise ConfigError(
                 f"env.benchmark={self.benchmark} is unknown; valid: {', '.join(METAWORLD_TRAIN_CLASSES)}"

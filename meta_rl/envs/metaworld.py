@@ -6,12 +6,18 @@ goal, ``reset`` is then deterministic, and every episode runs exactly
 ``episode_length`` steps. No gymnasium autoreset, no terminate-on-success, no
 Meta-World task-select wrappers: trial and episode boundaries are owned by
 ``meta_rl.rollout``.
+
+``make_env`` steps the envs in worker processes (one per usable core,
+:class:`~meta_rl.envs.vector.ProcessTrialEnv`), each running a
+:class:`MetaWorldTrialEnv` on its share of the envs; ``num_workers=0`` keeps them in
+the calling process. Both give bit-identical results.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Sequence
 
 import gymnasium as gym
@@ -50,6 +56,8 @@ class MetaWorldBenchmark:
         reward_scale: v2 rewards lie in [0, 10]; 0.1 maps them to [0, 1].
         benchmark_seed: seeds Meta-World's goal generation (which goals exist).
         name: display name (run directories, logs).
+        num_workers: worker processes stepping the envs of ``make_env``; None = one per
+            usable core, at most one per env (in-process when that is one), 0 = in-process.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class MetaWorldBenchmark:
         reward_scale: float = 0.1,
         benchmark_seed: int = 0,
         name: str | None = None,
+        num_workers: int | None = None,
     ) -> None:
         if benchmark not in BENCHMARKS:
             raise ValueError(f"env.benchmark={benchmark!r} is unknown; valid: {', '.join(BENCHMARKS)}")
@@ -75,6 +84,9 @@ class MetaWorldBenchmark:
             raise ValueError(f"env.task is only used with ML1 (got env.task={task!r} for {benchmark})")
         if episode_length > 500:
             raise ValueError(f"env.episode_length={episode_length} exceeds Meta-World's 500-step limit")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"env.num_workers={num_workers} must be >= 0 (0 = in-process, null = one per core)")
+        self.num_workers = num_workers
         self.name = name or (benchmark if task is None else f"{benchmark}-{task}")
         self.episode_length = episode_length
         self.episodes_per_trial = episodes_per_trial
@@ -118,9 +130,32 @@ class MetaWorldBenchmark:
             out.extend(goals[i] for i in rng.choice(len(goals), per_class, replace=len(goals) < per_class))
         return out
 
-    def make_env(self, num_envs: int) -> "MetaWorldTrialEnv":
+    def make_env(self, num_envs: int):
+        """A :class:`~meta_rl.envs.vector.ProcessTrialEnv`, or a :class:`MetaWorldTrialEnv`
+        when ``num_workers`` resolves to 0."""
+        from meta_rl.envs.vector import ProcessTrialEnv, resolve_num_workers
+
         classes = {**self._classes["train"], **self._classes["test"]}
-        return MetaWorldTrialEnv(num_envs, classes)
+        workers = resolve_num_workers(self.num_workers, num_envs)
+        if workers == 0:
+            return MetaWorldTrialEnv(num_envs, classes)
+        return ProcessTrialEnv(
+            MetaWorldSlice(tuple(classes)), num_envs, self.observation_space, self.action_space,
+            num_workers=workers, task_name=self.task_class,
+        )
+
+
+@dataclass(frozen=True)
+class MetaWorldSlice:
+    """Picklable factory of a :class:`MetaWorldTrialEnv` over the named task classes
+    (built inside each worker of a ProcessTrialEnv; classes are looked up by name)."""
+
+    class_names: tuple[str, ...]
+
+    def __call__(self, num_envs: int) -> "MetaWorldTrialEnv":
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        return MetaWorldTrialEnv(num_envs, {c: ALL_V3_ENVIRONMENTS[c] for c in self.class_names})
 
 
 class MetaWorldTrialEnv:

@@ -1,0 +1,189 @@
+"""ProcessTrialEnv: bit-identical to the in-process Meta-World env, and failures never hang."""
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from meta_rl.envs.metaworld import MetaWorldBenchmark, MetaWorldSlice, MetaWorldTrialEnv
+from meta_rl.envs.vector import ProcessTrialEnv, resolve_num_workers, usable_cores
+
+
+@pytest.fixture(scope="module")
+def ml10():
+    return MetaWorldBenchmark("ML10", meta_batch_size=10, benchmark_seed=0, num_workers=2)
+
+
+def _classes(bench):
+    return {**bench._classes["train"], **bench._classes["test"]}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _assert_no_workers_left(pids, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_pid_alive(p) for p in pids)
+    assert not [c for c in mp.active_children() if c.name.startswith("ProcessTrialEnv")]
+
+
+class _RaisingSlice:
+    """A Meta-World slice whose env raises inside ``step`` once its task is ``bad_class``."""
+
+    def __init__(self, class_names, bad_class):
+        self.make, self.bad_class = MetaWorldSlice(tuple(class_names)), bad_class
+
+    def __call__(self, n):
+        env = self.make(n)
+        inner_set, inner_step = env.set_tasks, env.step
+        names = []
+
+        def set_tasks(tasks):
+            names[:] = [t.env_name for t in tasks]
+            inner_set(tasks)
+
+        def step(actions):
+            if self.bad_class in names:
+                raise FloatingPointError(f"simulated blow-up in {self.bad_class}")
+            return inner_step(actions)
+
+        env.set_tasks, env.step = set_tasks, step
+        return env
+
+
+class _SleepySlice:
+    """A trivial slice whose ``step`` never answers in time."""
+
+    def __call__(self, n):
+        return _SleepyEnv(n)
+
+
+class _SleepyEnv:
+    def __init__(self, n):
+        self.num_envs = n
+
+    def set_tasks(self, tasks):
+        pass
+
+    def reset(self):
+        return np.zeros((self.num_envs, 39), np.float32)
+
+    def step(self, actions):
+        time.sleep(30)
+
+    def close(self):
+        pass
+
+
+def test_num_workers_resolution(ml10):
+    assert resolve_num_workers(0, 20) == 0
+    assert resolve_num_workers(3, 2) == 2
+    assert resolve_num_workers(None, 20) == (0 if usable_cores() < 2 else min(usable_cores(), 20))
+    assert resolve_num_workers(None, 1) == 0  # one worker process would only add overhead
+    assert resolve_num_workers(1, 4) == 1
+    with pytest.raises(ValueError, match="num_workers"):
+        resolve_num_workers(-1, 4)
+    with pytest.raises(ValueError, match="num_workers"):
+        MetaWorldBenchmark("ML10", meta_batch_size=10, benchmark_seed=0, num_workers=-1)
+    in_process = MetaWorldBenchmark("ML10", meta_batch_size=10, benchmark_seed=0, num_workers=0)
+    assert isinstance(in_process.make_env(2), MetaWorldTrialEnv)
+
+
+def test_matches_in_process_env_across_trials(ml10):
+    n = 4
+    env = ml10.make_env(n)
+    assert isinstance(env, ProcessTrialEnv) and env.num_workers == 2
+    ref = MetaWorldTrialEnv(n, _classes(ml10))
+    rng = np.random.default_rng(0)
+    trials = [  # a change of tasks and of classes between trials
+        ml10.sample_tasks("train", 10, np.random.default_rng(0))[2:2 + n],
+        ml10.sample_tasks("test", 5, np.random.default_rng(1))[:n],
+    ]
+    assert {t.env_name for t in trials[0]}.isdisjoint(t.env_name for t in trials[1])
+    try:
+        for tasks in trials:
+            env.set_tasks(tasks)
+            ref.set_tasks(tasks)
+            for _ in range(2):
+                np.testing.assert_array_equal(env.reset(), ref.reset())
+                for _ in range(30):
+                    a = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+                    got, want = env.step(a), ref.step(a)
+                    for g, w in zip(got, want):
+                        assert g.dtype == w.dtype and g.shape == w.shape
+                        np.testing.assert_array_equal(g, w)
+    finally:
+        env.close()
+        ref.close()
+
+
+def test_killed_worker_raises_promptly(ml10):
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[::3][:4]
+    env = ml10.make_env(4)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks(tasks)
+    env.reset()
+    env.step(np.zeros((4, 4), np.float32))
+    os.kill(pids[1], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as err:
+        env.step(np.zeros((4, 4), np.float32))
+    assert time.monotonic() - start < 5.0
+    msg = str(err.value)
+    assert "\n" not in msg and "worker 1" in msg and "SIGKILL" in msg
+    # worker 1 owns envs 1 and 3
+    assert tasks[1].env_name in msg and tasks[3].env_name in msg and tasks[0].env_name not in msg
+    with pytest.raises(RuntimeError, match="worker 1"):  # stays failed, does not hang
+        env.reset()
+    env.close()
+    _assert_no_workers_left(pids)
+
+
+def test_env_raising_in_step_names_the_task(ml10):
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[:2]
+    bad = tasks[0].env_name
+    env = ProcessTrialEnv(_RaisingSlice(_classes(ml10), bad), 2, ml10.observation_space, ml10.action_space,
+                          num_workers=2, task_name=ml10.task_class)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks(tasks)
+    env.reset()
+    with pytest.raises(RuntimeError) as err:
+        env.step(np.zeros((2, 4), np.float32))
+    msg = str(err.value)
+    assert "\n" not in msg and "worker 0" in msg and bad in msg
+    assert f"FloatingPointError: simulated blow-up in {bad}" in msg
+    env.close()
+    _assert_no_workers_left(pids)
+
+
+def test_unresponsive_worker_times_out(ml10):
+    env = ProcessTrialEnv(_SleepySlice(), 2, ml10.observation_space, ml10.action_space, num_workers=2,
+                          timeout=1.0)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks([object(), object()])
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"did not answer within 1 s during step"):
+        env.step(np.zeros((2, 4), np.float32))
+    assert time.monotonic() - start < 6.0
+    _assert_no_workers_left(pids)
+
+
+def test_close_is_idempotent_and_stops_workers(ml10):
+    env = ml10.make_env(2)
+    pids = [p.pid for p in env._procs]
+    assert all(_pid_alive(p) for p in pids)
+    env.close()
+    env.close()
+    _assert_no_workers_left(pids)
+    with pytest.raises(RuntimeError, match="closed"):
+        env.reset()
