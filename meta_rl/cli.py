@@ -58,12 +58,16 @@ def run_app(app: Callable[[], object]) -> None:
         _release_stderr()
 
 
+def _job_started() -> None:
+    _state["started"] = True
+    _release_stderr()
+
+
 def job(fn: Callable[..., object]) -> Callable[..., object]:
     """Wrap a job function: release stderr when it starts; our errors become one line + exit code."""
 
     def wrapper(*args, **kwargs):
-        _state["started"] = True
-        _release_stderr()
+        _job_started()
         try:
             return fn(*args, **kwargs)
         except MetaRLError as e:

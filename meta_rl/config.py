@@ -288,3 +288,6 @@ def register_configs() -> None:
     cs.store(group="algo", name="ppo_schema", node=PPOConfig)
     cs.store(group="algo", name="ppo_kl_schema", node=PPOPenaltyConfig)
     cs.store(group="logger", name="csv_schema", node=CSVLoggerConfig)
+    from meta_rl.loggers.schemas import register as register_logger_schemas
+
+    register_logger_schemas(cs)
