@@ -130,6 +130,10 @@ class GRUModelConfig:
 # -------------------------------------------------------------------------- algo
 
 
+# Value baselines for GAE: the model's critic head, or rllab's linear feature baseline (RL² paper).
+BASELINES = ("critic", "linear")
+
+
 @dataclass
 class PPOConfig:
     _target_: str = "meta_rl.algos.ppo.PPOClip"
@@ -146,8 +150,11 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
+    baseline: str = "critic"
 
     def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"algo.baseline={self.baseline} is unknown; valid: {', '.join(BASELINES)}")
         _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
                   chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
         _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef)

@@ -86,3 +86,47 @@ def test_discrete_policy_update_runs():
         out, _, _ = model(x, model.initial_state(2))
         a = model.sample(out, torch.Generator().manual_seed(0))
     assert a.dtype == torch.int64 and a.shape == (6, 2) and a.max() < 3
+
+
+def test_linear_baseline_recovers_a_linear_target_and_predicts_from_the_previous_fit():
+    from meta_rl.algos.baseline import LinearFeatureBaseline
+
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randn(12, 5, 3, generator=g)
+    feats = LinearFeatureBaseline.features(inputs, episode_length=4)
+    assert feats.shape == (12, 5, 2 * 3 + 7)
+    w = torch.randn(feats.shape[-1], generator=g, dtype=torch.float64)
+    target = (feats.double() @ w).float()
+    base = LinearFeatureBaseline(reg_coeff=1e-10)
+    assert torch.equal(base.predict(feats), torch.zeros(12, 5))  # nothing fitted yet
+    base.fit(feats, target)
+    assert torch.allclose(base.predict(feats), target, atol=1e-3)
+    restored = LinearFeatureBaseline()
+    restored.load_state_dict(base.state_dict())
+    assert torch.equal(restored.predict(feats), base.predict(feats))
+
+
+def test_linear_baseline_update_uses_previous_fit_and_leaves_the_critic_alone():
+    model, batch = _batch()
+    algo = PPOClip(model, lr=3e-3, epochs=2, num_minibatches=2, chunk_length=5, baseline="linear")
+    value_head = {k: v.clone() for k, v in model.named_parameters() if "value" in k or "critic" in k}
+    assert value_head, "the value head's parameters should be found by name"
+    stats = algo.update(batch, torch.Generator().manual_seed(0))
+    # first update: values were zero, so the reported baseline error is the return's second moment / 2
+    from meta_rl.algos.gae import gae
+
+    mc, _ = gae(batch.rewards * algo.reward_scale, torch.zeros_like(batch.rewards), batch.episode_end, algo.gamma, 1.0)
+    assert stats["value_loss"] == pytest.approx(0.5 * mc.pow(2).mean().item(), rel=1e-5)
+    assert algo.baseline.weights is not None
+    for k, v in model.named_parameters():
+        if k in value_head:
+            assert torch.equal(v, value_head[k]), f"{k} changed although the critic is unused"
+    stats2 = algo.update(batch, torch.Generator().manual_seed(0))  # now predicted from the first fit
+    assert stats2["value_loss"] < stats["value_loss"]
+    assert "baseline" in algo.state_dict()
+
+
+def test_unknown_baseline_is_refused():
+    model, _ = _batch()
+    with pytest.raises(ValueError, match="baseline"):
+        PPOClip(model, baseline="mean")

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from meta_rl.algos.baseline import LinearFeatureBaseline
 from meta_rl.algos.gae import gae
 from meta_rl.errors import NumericalError
 from meta_rl.rollout import TrialBatch
@@ -53,6 +54,9 @@ class PPOClip:
         value_coef, entropy_coef: loss weights.
         max_grad_norm: global gradient-norm clip.
         normalize_advantages: standardise advantages over the whole batch.
+        baseline: ``critic`` (the model's value head, trained with the value loss) or
+            ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
+            paper; the value head is then neither used nor trained).
         reward_scale: multiplies env rewards before GAE (set from the benchmark).
     """
 
@@ -72,8 +76,11 @@ class PPOClip:
         entropy_coef: float = 0.0,
         max_grad_norm: float = 0.5,
         normalize_advantages: bool = True,
+        baseline: str = "critic",
         reward_scale: float = 1.0,
     ) -> None:
+        if baseline not in ("critic", "linear"):
+            raise ValueError(f"baseline={baseline!r}; use critic or linear")
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
         self.epochs, self.num_minibatches, self.chunk_length = epochs, num_minibatches, chunk_length
@@ -81,6 +88,7 @@ class PPOClip:
         self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
         self.reward_scale = reward_scale
+        self.baseline = LinearFeatureBaseline() if baseline == "linear" else None
         self.interrupt = None  # optional callable checked every minibatch (raises to stop)
 
     def policy_loss(self, logratio, advantages):
@@ -95,12 +103,21 @@ class PPOClip:
         """Run ``epochs`` passes of minibatch updates on ``batch``; returns mean diagnostics."""
         model, chunk = self.model, batch.chunk_length
         with torch.no_grad():
-            adv, ret = gae(
-                batch.rewards * self.reward_scale, batch.values, batch.episode_end,
-                self.gamma, self.lam, self.across,
-            )
+            rewards = batch.rewards * self.reward_scale
+            if self.baseline is None:
+                values = batch.values
+            else:
+                episode_length = batch.rewards.shape[0] // batch.episodes_per_trial
+                features = self.baseline.features(batch.inputs, episode_length)
+                values = self.baseline.predict(features)  # fitted on the previous batch
+            adv, ret = gae(rewards, values, batch.episode_end, self.gamma, self.lam, self.across)
             var_y = ret.var()
-            explained_var = float(1 - (ret - batch.values).var() / var_y) if var_y > 0 else float("nan")
+            explained_var = float(1 - (ret - values).var() / var_y) if var_y > 0 else float("nan")
+            if self.baseline is not None:
+                mc_returns, _ = gae(rewards, torch.zeros_like(rewards), batch.episode_end, self.gamma, 1.0,
+                                    self.across)
+                baseline_loss = float(0.5 * (values - mc_returns).pow(2).mean())
+                self.baseline.fit(features, mc_returns)
             if self.normalize_advantages:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         x, act = _chunks(batch.inputs, chunk), _chunks(batch.actions, chunk)
@@ -120,9 +137,13 @@ class PPOClip:
                 dist = model.distribution(out)
                 logratio = dist.log_prob(act[:, idx]) - old_logp[:, idx]
                 pg_loss, clip_frac, approx_kl = self.policy_loss(logratio, adv[:, idx])
-                v_loss = 0.5 * (value - ret[:, idx]).pow(2).mean()
                 entropy = dist.entropy().mean()
-                loss = pg_loss + self.value_coef * v_loss - self.entropy_coef * entropy
+                loss = pg_loss - self.entropy_coef * entropy
+                if self.baseline is None:
+                    v_loss = 0.5 * (value - ret[:, idx]).pow(2).mean()
+                    loss = loss + self.value_coef * v_loss
+                else:
+                    v_loss = torch.tensor(baseline_loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
@@ -144,10 +165,15 @@ class PPOClip:
         return stats
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.baseline is not None:
+            state["baseline"] = self.baseline.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.baseline is not None:
+            self.baseline.load_state_dict(state["baseline"])
 
 
 class PPOPenalty(PPOClip):
