@@ -187,6 +187,13 @@ class CSVLoggerConfig:
 # -------------------------------------------------------------------------- eval
 
 
+# Cameras of Meta-World's Sawyer scene, and MuJoCo's GL backends for off-screen rendering (Linux).
+VIDEO_CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+GL_BACKENDS = ("osmesa", "egl", "glfw")
+# MuJoCo's default off-screen buffer (Meta-World keeps it) is 640x480: square frames up to 480.
+MAX_VIDEO_SIZE = 480
+
+
 @dataclass
 class EvalConfig:
     every: int = 10
@@ -198,6 +205,14 @@ class EvalConfig:
     train_num_goals: int = 2
     num_envs: int = 20
     best_metric: str = "eval/test/success"
+    video: bool = False
+    video_tasks: int = 1
+    video_first_episode: bool = True
+    video_frame_stride: int = 5
+    video_size: int = 160
+    video_fps: int = 20
+    video_camera: str = "corner4"
+    video_backend: Optional[str] = None
 
     def __post_init__(self) -> None:
         _non_negative("eval", every=self.every, train_num_goals=self.train_num_goals,
@@ -209,6 +224,15 @@ class EvalConfig:
             _positive("eval", num_goals=self.num_goals)
         if self.split not in ("train", "test"):
             raise ConfigError(f"eval.split={self.split} is unknown; use train or test")
+        _positive("eval", video_tasks=self.video_tasks, video_frame_stride=self.video_frame_stride,
+                  video_fps=self.video_fps)
+        if not 16 <= self.video_size <= MAX_VIDEO_SIZE:
+            raise ConfigError(f"eval.video_size={self.video_size} must lie in [16, {MAX_VIDEO_SIZE}] (pixels)")
+        if self.video_camera not in VIDEO_CAMERAS:
+            raise ConfigError(f"eval.video_camera={self.video_camera} is unknown; valid: {', '.join(VIDEO_CAMERAS)}")
+        if self.video_backend is not None and self.video_backend not in GL_BACKENDS:
+            raise ConfigError(f"eval.video_backend={self.video_backend} is unknown; valid: {', '.join(GL_BACKENDS)} "
+                              f"(null = $MUJOCO_GL, else osmesa)")
 
 
 # -------------------------------------------------------------------------- root

@@ -122,6 +122,7 @@ def train(cfg: DictConfig) -> float:
     benchmark = build_benchmark(cfg)
     model = build_model(cfg, benchmark)
     algo = build_algo(cfg, model, benchmark)
+    video = build_video_recorder(cfg.eval, benchmark, cfg.model, "test")
     evaluator, eval_tasks = build_evaluator(cfg.eval, benchmark, model, during_training=True)
     logger = instantiate(cfg.logger)
     try:
@@ -130,7 +131,7 @@ def train(cfg: DictConfig) -> float:
             benchmark, model, algo, logger, run_dir=run_dir, total_env_steps=cfg.total_env_steps,
             checkpoint_every=cfg.checkpoint_every, seed=cfg.seed, config=config, progress=cfg.progress,
             evaluator=evaluator, eval_tasks=eval_tasks, eval_every=cfg.eval.every, eval_final=cfg.eval.final,
-            checkpoint_keep=cfg.checkpoint_keep, best_metric=cfg.eval.best_metric,
+            checkpoint_keep=cfg.checkpoint_keep, best_metric=cfg.eval.best_metric, video=video,
         )
         if state is not None:
             trainer.load_state(state)
@@ -159,6 +160,30 @@ def build_evaluator(ecfg, benchmark, model, during_training: bool):
     evaluator = MetaEvaluator(benchmark, model, ecfg.adaptation_episodes, ecfg.evaluation_episodes,
                               num_envs=min(ecfg.num_envs, max(len(t) for t in tasks.values())))
     return evaluator, tasks
+
+
+def build_video_recorder(ecfg, benchmark, model_cfg, split: str):
+    """The evaluation-video recorder of ``split`` (see :mod:`meta_rl.video`), or None without ``eval.video``.
+
+    The GL backend is ``eval.video_backend``, else ``$MUJOCO_GL``, else osmesa (no GPU or display needed).
+    """
+    if not ecfg.video:
+        return None
+    from meta_rl.envs.metaworld import MetaWorldBenchmark
+    from meta_rl.evaluation import evaluation_tasks
+    from meta_rl.video import VideoRecorder
+
+    if not isinstance(benchmark, MetaWorldBenchmark):
+        raise ConfigError(f"eval.video=true renders Meta-World envs only (this run's env is {benchmark.name}); "
+                          f"set eval.video=false")
+    tasks = evaluation_tasks(benchmark, split, 1)[: ecfg.video_tasks]  # the first goal of each class
+    return VideoRecorder(
+        benchmark, OmegaConf.to_container(model_cfg, resolve=True), tasks, split,
+        ecfg.adaptation_episodes, ecfg.evaluation_episodes,
+        backend=ecfg.video_backend or os.environ.get("MUJOCO_GL") or "osmesa", size=ecfg.video_size,
+        camera=ecfg.video_camera, frame_stride=ecfg.video_frame_stride, fps=ecfg.video_fps,
+        first_episode=ecfg.video_first_episode,
+    )
 
 
 def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
@@ -195,8 +220,9 @@ def evaluate(cfg: DictConfig) -> dict:
     model = build_model(saved, benchmark)
     model.load_state_dict(state["model"])
     model.eval()
-    evaluator, tasks = build_evaluator(cfg.eval, benchmark, model, during_training=False)
     split = cfg.eval.split
+    video = build_video_recorder(cfg.eval, benchmark, saved.model, split)
+    evaluator, tasks = build_evaluator(cfg.eval, benchmark, model, during_training=False)
     try:
         result = evaluator.evaluate(tasks[split], seed=cfg.seed)
     finally:
@@ -207,6 +233,8 @@ def evaluate(cfg: DictConfig) -> dict:
     out_dir = cfg.output_dir or os.path.join(run_dir, "eval", f"{split}_{tag}")
     paths = write_outputs(result, out_dir, title=f"{benchmark.name} {split} ({tag}, {result['env_steps']:,} steps)",
                           plots=cfg.plots)
+    if video is not None:
+        paths.update(video.record(model, cfg.seed, out_dir))
     print(console_table(result))
     print(f"wrote {', '.join(paths.values())}")
     return result

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from meta_rl import checkpoint as ckpt
 from meta_rl.errors import Interrupted, NumericalError
 from meta_rl.evaluation import flatten, write_outputs
+from meta_rl.loggers import extras
 from meta_rl.rollout import TrialBatch, TrialCollector
 
 
@@ -73,6 +74,8 @@ class Trainer:
         eval_final: also evaluate after the last iteration and write the result files.
         checkpoint_keep: how many ``iter_<n>.pt`` checkpoints to keep besides ``latest.pt``/``best.pt``.
         best_metric: the evaluation metric (higher is better) that selects ``best.pt``.
+        video: a :class:`~meta_rl.video.VideoRecorder` run after the evaluation that writes its
+            files (the last one), or None.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Trainer:
         eval_final: bool = True,
         checkpoint_keep: int = 3,
         best_metric: str = "eval/test/success",
+        video=None,
     ) -> None:
         self.benchmark, self.model, self.algo, self.logger = benchmark, model, algo, logger
         self.run_dir, self.config, self.progress = run_dir, dict(config), progress
@@ -127,6 +131,9 @@ class Trainer:
         algo.interrupt = self._check_stop
         if evaluator is not None:
             evaluator.collector.interrupt = self._check_stop
+        self.video = video
+        if video is not None:
+            video.interrupt = self._check_stop
 
     # ------------------------------------------------------------------ loop
     def train(self) -> dict[str, float]:
@@ -237,8 +244,7 @@ class Trainer:
         t0 = time.perf_counter()
         steps = 0
         for split, tasks in self.eval_tasks.items():
-            seed = int(np.random.SeedSequence([self.seed, self.iteration, split == "test"]).generate_state(1)[0])
-            result = self.evaluator.evaluate(tasks, seed=seed)
+            result = self.evaluator.evaluate(tasks, seed=self.eval_seed(split))
             steps += result["num_env_steps"]
             metrics.update(flatten(result, f"eval/{split}"))
             curve = " ".join(f"{s:.2f}" for s in result["overall"]["curve_success"])
@@ -252,7 +258,20 @@ class Trainer:
         if value > self.best_success:  # False for NaN
             self.best_success = value
             ckpt.save(self.best_path, {**self.state(), "best": {"metric": self.best_metric, "value": value}})
+        if write and self.video is not None:
+            self.record_videos()
         return metrics
+
+    def eval_seed(self, split: str) -> int:
+        """The seed of this iteration's evaluation of ``split`` (action sampling)."""
+        return int(np.random.SeedSequence([self.seed, self.iteration, split == "test"]).generate_state(1)[0])
+
+    def record_videos(self) -> None:
+        """Render the video trials into the final evaluation's directory and log them (``video``)."""
+        split = self.video.split
+        out_dir = os.path.join(self.run_dir, "eval", f"{split}_final")
+        for name, path in self.video.record(self.model, self.eval_seed(split), out_dir).items():
+            extras.call(self.logger, "log_video", f"eval/{split}/video/{name}", path, self.env_steps)
 
     def summary(self, m: Mapping[str, float]) -> str:
         E = self.benchmark.episodes_per_trial
