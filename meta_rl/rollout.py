@@ -66,6 +66,10 @@ class TrialCollector:
         chunk_length: the hidden state is stored every ``chunk_length`` steps for
             truncated-BPTT updates; must divide the trial length (None or longer: the whole trial).
         generator: torch RNG used for action sampling (its own stream).
+        threads: torch intra-op threads during collection (restored afterwards). Inference on
+            one step of the meta-batch is too small to gain from threads, and idle OpenMP
+            threads spinning between steps take CPU from the env workers (with 2 threads
+            collection on 2 cores ran at half the speed; docs/throughput.md).
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class TrialCollector:
         reward_scale: float,
         chunk_length: int | None = None,
         generator: torch.Generator | None = None,
+        threads: int = 1,
     ) -> None:
         self.env, self.model, self.generator = env, model, generator
+        self.threads = threads
         self.H, self.E = episode_length, episodes_per_trial
         T, B = self.H * self.E, env.num_envs
         self.chunk = min(chunk_length or T, T)
@@ -108,13 +114,21 @@ class TrialCollector:
         self.buf.episode_end.view(self.E, self.H)[:, -1] = True
         self.interrupt = None  # optional callable checked every step (raises to stop)
 
-    @torch.inference_mode()
     def collect(self, tasks, explore_episodes: int | None = None) -> TrialBatch:
         """Run one full trial of ``tasks[i]`` in env i; returns the (reused) batch buffers.
 
         Actions are sampled in the first ``explore_episodes`` episodes (all, if None) and
         the distribution's mode is taken afterwards (meta-test evaluation episodes).
         """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._collect(tasks, explore_episodes)
+        finally:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def _collect(self, tasks, explore_episodes: int | None) -> TrialBatch:
         env, model, buf, rl2, gen = self.env, self.model, self.buf, self.rl2, self.generator
         H, chunk, dev, discrete = self.H, self.chunk, self.device, self.discrete
         low, high, interrupt = self.low, self.high, self.interrupt

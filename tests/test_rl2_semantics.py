@@ -108,3 +108,23 @@ def test_batched_gru_equals_step_by_step_with_trial_resets():
     with torch.no_grad():
         out_nr, _, _ = model(x, torch.zeros(1, B, 16))
     assert not torch.allclose(out_nr[5:, 1], out[5:, 1])
+
+
+def test_collection_runs_with_its_own_thread_count_and_restores_it(scripted):
+    model, _, col = _collector(scripted)
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        col.collect([0, 1])
+        assert set(seen) == {1}, "inference during collection should use collector.threads (1)"
+        assert torch.get_num_threads() == 2, "the update's thread count must be restored"
+    finally:
+        torch.set_num_threads(before)

@@ -187,3 +187,13 @@ def test_close_is_idempotent_and_stops_workers(ml10):
     _assert_no_workers_left(pids)
     with pytest.raises(RuntimeError, match="closed"):
         env.reset()
+
+
+def test_workers_run_at_lower_priority_than_the_main_process(ml10):
+    env = ProcessTrialEnv(_SleepySlice(), 2, ml10.observation_space, ml10.action_space, num_workers=2,
+                          worker_nice=7)
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in env._procs] == [min(own + 7, 19)] * 2
+    finally:
+        env.close()

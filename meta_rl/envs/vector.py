@@ -105,9 +105,12 @@ class _Layout:
         return out
 
 
-def _worker_main(make_slice, rows: slice, num_envs: int, layout: _Layout, raw, conn, main_pid: int) -> None:
+def _worker_main(make_slice, rows: slice, num_envs: int, layout: _Layout, raw, conn, main_pid: int,
+                 nice: int = 0) -> None:
     """Worker loop: build the slice, then serve one-byte commands until CLOSE or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        os.nice(nice)
     views = layout.views(raw)
     obs, rew, succ, act = (views[k][rows] for k in ("obs", "rew", "succ", "act"))
     n = len(range(*rows.indices(num_envs)))
@@ -226,6 +229,11 @@ class ProcessTrialEnv:
         task_name: names a task in error messages (default: its ``env_name``).
         start_method: multiprocessing start method (default ``forkserver``).
         timeout: seconds a worker may take to answer one call before the call fails.
+        worker_nice: niceness added to the workers. With as many workers as cores, a worker
+            woken by the main process's command otherwise preempts it on its core before it
+            has sent the other workers their commands (each send then costs ~0.5 ms and the
+            workers start staggered); a lower priority lets the main process finish sending
+            and go to sleep first. Measured in docs/throughput.md.
     """
 
     def __init__(
@@ -238,6 +246,7 @@ class ProcessTrialEnv:
         task_name: Callable[[Any], str] | None = None,
         start_method: str | None = None,
         timeout: float = 600.0,
+        worker_nice: int = 10,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
@@ -273,7 +282,7 @@ class ProcessTrialEnv:
                 parent, child = ctx.Pipe(duplex=True)
                 p = ctx.Process(
                     target=_worker_main,
-                    args=(make_slice, self._rows[w], num_envs, layout, self._raw, child, os.getpid()),
+                    args=(make_slice, self._rows[w], num_envs, layout, self._raw, child, os.getpid(), worker_nice),
                     name=f"ProcessTrialEnv-worker-{w}",
                     daemon=True,
                 )
