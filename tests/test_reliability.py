@@ -79,24 +79,33 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path):
 
 
 def test_sigkill_never_leaves_an_unloadable_latest_checkpoint(tmp_path):
-    """Kill short runs (checkpointing every iteration) at random moments; bounded in count and time."""
+    """Kill short runs (checkpointing every iteration) at random moments; bounded in count and time.
+
+    The first run is killed only once it has written a checkpoint (start-up time varies with
+    the machine's load); later runs resume from it and are killed at random moments.
+    """
     rng = random.Random(0)
     run = tmp_path / "run"
-    deadline = time.time() + 90
+    latest = run / "checkpoints" / "latest.pt"
+    deadline = time.time() + 150
     kills = 0
     while kills < 6 and time.time() < deadline:
+        had_checkpoint = latest.exists()
         p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *FAST, "total_env_steps=40000",
                               "model.hidden=256", f"hydra.run.dir={run}"], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4.0, 9.0))
+        if had_checkpoint:
+            time.sleep(rng.uniform(4.0, 9.0))
+        else:
+            while not latest.exists() and p.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 2.0))
         p.kill()
         p.wait(timeout=30)
         kills += 1
-        latest = run / "checkpoints" / "latest.pt"
         if latest.exists():
             state = checkpoint.load(str(latest))  # raises if truncated or corrupt
             assert state["iteration"] >= 1
-        assert not list((run / "checkpoints").glob(".tmp-*")) or True  # stray temp files are harmless
     assert kills >= 3
     assert (run / "checkpoints" / "latest.pt").exists(), "no run got far enough to checkpoint"
     # the next start continues from the last complete checkpoint
