@@ -54,6 +54,20 @@ def trial_metrics(batch: TrialBatch, classes: Sequence[str], prefix: str) -> dic
     return m
 
 
+def eval_summary(overall: Mapping[str, Any]) -> str:
+    """One console line of an evaluation's overall result.
+
+    Without evaluation episodes (bandits, tabular MDPs: the paper scores the whole trial)
+    success and return are NaN, so the line shows the return per trial and its curve.
+    """
+    if math.isnan(overall["success"]):
+        c = overall["curve_return"]
+        curve = " ".join(f"{r:.2f}" for r in c) if len(c) <= 10 else f"ep1 {c[0]:.2f} → ep{len(c)} {c[-1]:.2f}"
+        return f"return/trial {overall['return_per_trial']:.2f} | return by episode: {curve}"
+    curve = " ".join(f"{s:.2f}" for s in overall["curve_success"])
+    return f"success {overall['success']:.3f} return {overall['return']:.1f} | success by episode: {curve}"
+
+
 class Trainer:
     """RL² training: one trial per env per iteration, PPO on the batch of trials.
 
@@ -247,9 +261,7 @@ class Trainer:
             result = self.evaluator.evaluate(tasks, seed=self.eval_seed(split))
             steps += result["num_env_steps"]
             metrics.update(flatten(result, f"eval/{split}"))
-            curve = " ".join(f"{s:.2f}" for s in result["overall"]["curve_success"])
-            tqdm.write(f"    eval/{split}: success {result['overall']['success']:.3f} "
-                       f"return {result['overall']['return']:.1f} | success by episode: {curve}", file=sys.stdout)
+            tqdm.write(f"    eval/{split}: {eval_summary(result['overall'])}", file=sys.stdout)
             if write:
                 write_outputs(result, os.path.join(self.run_dir, "eval", f"{split}_final"),
                               title=f"{self.benchmark.name} {split} @ {self.env_steps:,} steps")

@@ -226,3 +226,18 @@ def test_evaluation_does_not_disturb_training(make_cfg, tmp_path):
     assert os.path.exists(tmp_path / "a" / "eval" / "test_final" / "results.json")
     with open(tmp_path / "a" / "metrics.csv", newline="") as f:
         assert any(r.get("eval/test/success") for r in csv.DictReader(f))
+
+
+def test_console_line_shows_return_per_trial_when_there_are_no_evaluation_episodes():
+    from meta_rl.trainer import eval_summary
+
+    nan = float("nan")
+    line = eval_summary({"success": nan, "return": nan, "return_per_trial": 6.5,
+                         "curve_success": [0.0] * 3, "curve_return": [0.5, 0.7, 0.9]})
+    assert line == "return/trial 6.50 | return by episode: 0.50 0.70 0.90"
+    long = eval_summary({"success": nan, "return": nan, "return_per_trial": 70.0,
+                         "curve_success": [0.0] * 100, "curve_return": [0.5] * 99 + [0.8]})
+    assert long == "return/trial 70.00 | return by episode: ep1 0.50 → ep100 0.80"
+    line = eval_summary({"success": 0.25, "return": 1234.5, "return_per_trial": 9.0,
+                         "curve_success": [0.0, 0.5], "curve_return": [1.0, 2.0]})
+    assert line == "success 0.250 return 1234.5 | success by episode: 0.00 0.50"
