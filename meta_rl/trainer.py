@@ -140,6 +140,7 @@ class Trainer:
         self.best_metric = best_metric
         self.last_saved: str | None = None
         self._stop_signal: int | None = None
+        self._chained: dict = {}
         # Long loops check for a stop request once per env step / minibatch.
         self.collector.interrupt = self._check_stop
         algo.interrupt = self._check_stop
@@ -154,8 +155,9 @@ class Trainer:
         """Run the remaining iterations; returns the last iteration's metrics.
 
         SIGTERM/SIGINT stop the run within one env step or minibatch: the state as of the
-        last completed iteration is checkpointed and :class:`Interrupted` is raised. A
-        NaN/Inf in the update raises :class:`NumericalError` without saving anything.
+        last completed iteration is checkpointed and :class:`Interrupted` is raised. The
+        pre-emption signal of a job manager that installed a handler for it (submitit's USR2)
+        is treated the same, then passed on to that handler. A NaN/Inf in the update raises :class:`NumericalError` without saving anything.
         """
         bar = tqdm(total=self.num_iterations * self.steps_per_iter, initial=self.env_steps, unit="step",
                    unit_scale=True, disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
@@ -178,7 +180,7 @@ class Trainer:
                 except _StopRequested:
                     ckpt.save(self.checkpoint_path, snapshot)
                     self.iteration = snapshot["iteration"]
-                    raise self._interrupted() from None
+                    raise self._stop() from None
                 except NumericalError as e:
                     raise NumericalError(
                         f"iteration {snapshot['iteration'] + 1}: {e}; nothing was saved, the last good checkpoint is "
@@ -189,7 +191,7 @@ class Trainer:
             self._check_stop()
         except _StopRequested:  # between iterations: the current state is complete
             self.save_checkpoint()
-            raise self._interrupted() from None
+            raise self._stop() from None
         finally:
             self._restore_signal_handlers(handlers)
             bar.close()
@@ -210,7 +212,15 @@ class Trainer:
             tqdm.write(f"received {signal.Signals(signum).name}: checkpointing and stopping "
                        f"(send it again to stop at once)", file=sys.stderr)
 
-        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        signals = [signal.SIGTERM, signal.SIGINT]
+        self._chained = {}
+        pre = preempt_signal()
+        if pre is not None and callable(signal.getsignal(pre)):
+            # A cluster job manager's pre-emption/time-out handler (submitit requeues the job
+            # and exits): checkpoint first, then hand over to it (see _stop).
+            signals.append(pre)
+            self._chained[pre] = signal.getsignal(pre)
+        return {sig: signal.signal(sig, request_stop) for sig in signals}
 
     @staticmethod
     def _restore_signal_handlers(handlers) -> None:
@@ -220,6 +230,16 @@ class Trainer:
     def _check_stop(self) -> None:
         if self._stop_signal is not None:
             raise _StopRequested
+
+    def _stop(self) -> Interrupted:
+        """After the checkpoint of a stop request: run a chained pre-emption handler, if any
+        (it requeues the job and exits), else return the error to raise."""
+        handler = self._chained.get(self._stop_signal)
+        if handler is not None:
+            tqdm.write(f"checkpoint written; handing {signal.Signals(self._stop_signal).name} to the job manager",
+                       file=sys.stderr)
+            handler(self._stop_signal, None)
+        return self._interrupted()
 
     def _interrupted(self) -> Interrupted:
         name = signal.Signals(self._stop_signal).name
@@ -336,6 +356,16 @@ class Trainer:
         ckpt.set_rng_state(state["rng"], task_rng=self.task_rng, action_gen=self.action_gen,
                            update_gen=self.update_gen)
         self.last_saved = f"{self.checkpoint_path} (iteration {self.iteration})"
+
+
+def preempt_signal() -> int | None:
+    """The signal a cluster job manager sends before pre-emption or the time limit.
+
+    submitit (Hydra's submitit launchers) uses ``$SUBMITIT_PREEMPT_SIGNAL`` (default USR2)
+    and requeues the job from its handler; the trainer chains that handler after writing
+    a checkpoint, so the requeued job resumes where this one stopped.
+    """
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
 
 
 class _StopRequested(Exception):

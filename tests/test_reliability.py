@@ -246,3 +246,32 @@ def test_bad_configs_and_files_fail_with_one_line(tmp_path):
     assert not failures, "\n".join(failures)
     # nothing already saved was lost
     assert checkpoint.load(str(tmp_path / "good" / "checkpoints" / "latest.pt"))["iteration"] == 1
+
+
+def test_preemption_signal_checkpoints_then_hands_over_to_the_job_manager(make_cfg, tmp_path):
+    """submitit requeues a job from its USR2 handler and exits; the run must checkpoint first."""
+    import threading
+
+    latest = tmp_path / "checkpoints" / "latest.pt"
+    calls = []
+
+    def job_manager(signum, frame):  # stands in for submitit's checkpoint_and_try_requeue
+        calls.append((signum, latest.exists()))
+        raise SystemExit(3)
+
+    previous = signal.signal(signal.SIGUSR2, job_manager)
+    cfg = make_cfg(*FAST, "total_env_steps=400000", "checkpoint_every=1000", run_dir=str(tmp_path))
+    timer = threading.Timer(8.0, os.kill, (os.getpid(), signal.SIGUSR2))
+    timer.start()
+    try:
+        with pytest.raises(SystemExit) as e:
+            train(cfg)
+    finally:
+        timer.cancel()
+        handler_after = signal.getsignal(signal.SIGUSR2)
+        signal.signal(signal.SIGUSR2, previous)
+    assert e.value.code == 3
+    assert calls == [(signal.SIGUSR2, True)], "the job manager must be called once, after the checkpoint"
+    assert handler_after is job_manager, "the job manager's handler must be restored"
+    state = checkpoint.load(str(latest))  # a complete iteration's state (the first one under heavy load)
+    assert state["env_steps"] == 400 * state["iteration"]
