@@ -150,6 +150,7 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
+    normalize_values: bool = True
     baseline: str = "critic"
 
     def __post_init__(self) -> None:

@@ -130,3 +130,39 @@ def test_unknown_baseline_is_refused():
     model, _ = _batch()
     with pytest.raises(ValueError, match="baseline"):
         PPOClip(model, baseline="mean")
+
+
+def test_value_normalizer_tracks_mean_and_variance_over_batches():
+    from meta_rl.algos.ppo import ValueNormalizer
+
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(50, 3, generator=g) * 7 + 20, torch.randn(10, 3, generator=g) * 2 - 5]
+    norm = ValueNormalizer()
+    for b in batches:
+        norm.update(b)
+    allx = torch.cat([b.flatten() for b in batches]).double()
+    assert norm.mean == pytest.approx(allx.mean().item(), rel=1e-3)
+    assert norm.var == pytest.approx(allx.var(unbiased=False).item(), rel=1e-3)
+    x = torch.tensor([1.0, -3.0, 40.0])
+    assert torch.allclose(norm.denormalize(norm.normalize(x)), x, atol=1e-5)
+    restored = ValueNormalizer()
+    restored.load_state_dict(norm.state_dict())
+    assert restored.state_dict() == norm.state_dict()
+
+
+def test_normalized_critic_learns_normalised_returns():
+    from meta_rl.algos.gae import gae
+
+    model, batch = _batch()
+    algo = PPOClip(model, lr=3e-3, epochs=1, num_minibatches=1, chunk_length=5, normalize_values=True)
+    raw_values = batch.values.clone()
+    algo.update(batch, torch.Generator().manual_seed(0))
+    # GAE saw the denormalised values of the (initial: identity) normaliser, and its stats now hold the returns
+    _, ret = gae(batch.rewards * algo.reward_scale, raw_values, batch.episode_end, algo.gamma, algo.lam)
+    expected = ret.double()
+    n0 = 1e-4
+    assert algo.value_norm.mean == pytest.approx(expected.mean().item() * len(expected.flatten())
+                                                 / (len(expected.flatten()) + n0), rel=1e-4)
+    assert "value_norm" in algo.state_dict()
+    assert PPOClip(model, normalize_values=False).value_norm is None
+    assert PPOClip(model, baseline="linear").value_norm is None

@@ -34,6 +34,45 @@ def clip_objective(logratio: torch.Tensor, advantages: torch.Tensor, clip: float
     return loss, clip_fraction, approx_kl
 
 
+class ValueNormalizer:
+    """Running mean and variance of the value targets (float64; Chan et al.'s parallel update).
+
+    With ``normalize_values`` the critic predicts ``(return - mean) / std``: GAE works on
+    denormalised values and the value loss on normalised targets, so the value loss (and
+    its gradient through the shared GRU) stays O(1) whatever the scale of the returns.
+    Without it the value gradient grew with the returns (a norm of 240 at 1M steps of ML1
+    reach) and clipping the global norm to ``max_grad_norm`` shrank the policy gradient
+    with it.
+    """
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        n, mean, var = x.numel(), float(x.mean()), float(x.var(unbiased=False))
+        delta, total = mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self.var, 1e-8))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
+
+
 def _chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
     """``[T, B, ...]`` → ``[chunk, (T // chunk) · B, ...]`` (sequence n = chunk c of trial b, n = c·B + b)."""
     T, B = t.shape[:2]
@@ -54,6 +93,7 @@ class PPOClip:
         value_coef, entropy_coef: loss weights.
         max_grad_norm: global gradient-norm clip.
         normalize_advantages: standardise advantages over the whole batch.
+        normalize_values: the critic learns normalised returns (:class:`ValueNormalizer`).
         baseline: ``critic`` (the model's value head, trained with the value loss) or
             ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
             paper; the value head is then neither used nor trained).
@@ -76,6 +116,7 @@ class PPOClip:
         entropy_coef: float = 0.0,
         max_grad_norm: float = 0.5,
         normalize_advantages: bool = True,
+        normalize_values: bool = True,
         baseline: str = "critic",
         reward_scale: float = 1.0,
     ) -> None:
@@ -89,6 +130,7 @@ class PPOClip:
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
         self.reward_scale = reward_scale
         self.baseline = LinearFeatureBaseline() if baseline == "linear" else None
+        self.value_norm = ValueNormalizer() if normalize_values and self.baseline is None else None
         self.interrupt = None  # optional callable checked every minibatch (raises to stop)
 
     def policy_loss(self, logratio, advantages):
@@ -105,7 +147,7 @@ class PPOClip:
         with torch.no_grad():
             rewards = batch.rewards * self.reward_scale
             if self.baseline is None:
-                values = batch.values
+                values = batch.values if self.value_norm is None else self.value_norm.denormalize(batch.values)
             else:
                 episode_length = batch.rewards.shape[0] // batch.episodes_per_trial
                 features = self.baseline.features(batch.inputs, episode_length)
@@ -113,6 +155,11 @@ class PPOClip:
             adv, ret = gae(rewards, values, batch.episode_end, self.gamma, self.lam, self.across)
             var_y = ret.var()
             explained_var = float(1 - (ret - values).var() / var_y) if var_y > 0 else float("nan")
+            if self.value_norm is not None:
+                self.value_norm.update(ret)
+                targets = self.value_norm.normalize(ret)
+            else:
+                targets = ret
             if self.baseline is not None:
                 mc_returns, _ = gae(rewards, torch.zeros_like(rewards), batch.episode_end, self.gamma, 1.0,
                                     self.across)
@@ -121,7 +168,7 @@ class PPOClip:
             if self.normalize_advantages:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         x, act = _chunks(batch.inputs, chunk), _chunks(batch.actions, chunk)
-        old_logp, adv, ret = _chunks(batch.log_probs, chunk), _chunks(adv, chunk), _chunks(ret, chunk)
+        old_logp, adv, ret = _chunks(batch.log_probs, chunk), _chunks(adv, chunk), _chunks(targets, chunk)
         h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
         n_seq = x.shape[1]
         mb_size = max(1, n_seq // self.num_minibatches)
@@ -168,12 +215,16 @@ class PPOClip:
         state = {"optimizer": self.optimizer.state_dict()}
         if self.baseline is not None:
             state["baseline"] = self.baseline.state_dict()
+        if self.value_norm is not None:
+            state["value_norm"] = self.value_norm.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.baseline is not None:
             self.baseline.load_state_dict(state["baseline"])
+        if self.value_norm is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
 
 
 class PPOPenalty(PPOClip):
