@@ -37,6 +37,7 @@ class RL2Inputs:
     """
 
     def __init__(self, num_envs: int, obs_dim: int, action_space: gym.spaces.Space, reward_scale: float):
+        self.num_envs = num_envs
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.obs_dim = obs_dim
         self.act_dim = action_input_dim(action_space)

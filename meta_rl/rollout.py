@@ -7,7 +7,7 @@ start and is carried across every episode end inside the trial.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ import torch
 from meta_rl.rl2 import RL2Inputs
 
 
-@dataclass
+@dataclasses.dataclass
 class TrialBatch:
     """One trial per env; T = episodes_per_trial · episode_length, B = envs, C = T // chunk_length.
 
@@ -54,9 +54,41 @@ class TrialBatch:
         E = self.episodes_per_trial
         return self.successes.view(E, -1, self.successes.shape[1]).any(1)
 
+    def to(self, device: torch.device) -> TrialBatch:
+        """A copy with every tensor on ``device``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), torch.Tensor)})
+
+
+class _LockStep:
+    """The by-group stepping interface over a synchronous TrialEnv: one group of all envs,
+    stepped by ``step_wait``."""
+
+    def __init__(self, env) -> None:
+        self.env, self.groups = env, (slice(0, env.num_envs),)
+        self.actions = None
+
+    def step_async(self, group: int, actions: np.ndarray) -> None:
+        self.actions = actions
+
+    def step_wait(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.env.step(self.actions)
+
 
 class TrialCollector:
-    """Runs trials of a :class:`~meta_rl.envs.base.TrialEnv` with the policy, into preallocated tensors.
+    """Runs trials of a :class:`~meta_rl.envs.base.TrialEnv` with the policy, into preallocated buffers.
+
+    Overlap: when the env can step groups of its envs without waiting (``step_async`` /
+    ``step_wait`` and ``groups``, as :class:`~meta_rl.envs.vector.ProcessTrialEnv` does), the
+    policy runs group by group and each group's step is started as soon as its actions are
+    known, so the policy of one group is computed while the env workers step the other::
+
+        wait G0(t-1) | policy G0(t) | start G0(t) | wait G1(t-1) | policy G1(t) | start G1(t) | ...
+
+    Per env this is the lock-step loop (all envs at once, the path of every other env): the
+    same RL² inputs, hidden-state carry and stored chunk states. What differs is which of the
+    generator's samples go to which env (each group draws its own, in turn) and the rounding
+    of the value head over fewer envs (~1e-7); with the mode as action the batches are equal.
 
     Args:
         env: the trial environment (``num_envs`` = B).
@@ -70,6 +102,8 @@ class TrialCollector:
             one step of the meta-batch is too small to gain from threads, and idle OpenMP
             threads spinning between steps take CPU from the env workers (with 2 threads
             collection on 2 cores ran at half the speed; docs/throughput.md).
+        overlap: step the env's groups asynchronously where it supports that (False: always
+            lock-step, the reference the overlapped loop is tested against).
     """
 
     def __init__(
@@ -84,6 +118,7 @@ class TrialCollector:
         chunk_length: int | None = None,
         generator: torch.Generator | None = None,
         threads: int = 1,
+        overlap: bool = True,
     ) -> None:
         self.env, self.model, self.generator = env, model, generator
         self.threads = threads
@@ -92,30 +127,35 @@ class TrialCollector:
         self.chunk = min(chunk_length or T, T)
         if T % self.chunk:
             raise ValueError(f"chunk_length={self.chunk} must divide the trial length {T}")
-        self.rl2 = RL2Inputs(B, obs_dim, action_space, reward_scale)
+        self.stepper = env if overlap and hasattr(env, "step_async") else _LockStep(env)
+        self.groups = self.stepper.groups
+        self.rl2 = [RL2Inputs(len(range(*g.indices(B))), obs_dim, action_space, reward_scale) for g in self.groups]
         self.low = getattr(action_space, "low", None)
         self.high = getattr(action_space, "high", None)
-        dev = model.value.weight.device
-        self.device = dev
+        self.device = model.value.weight.device
         self.discrete = model.discrete
         act_shape = (T, B) if self.discrete else (T, B, model.action_dim)
+        # The loop writes through numpy views of CPU tensors (much cheaper per call than tensor
+        # indexing); the batch is moved to the model's device at the end if that is not the CPU.
         self.buf = TrialBatch(
-            inputs=torch.zeros(T, B, self.rl2.dim, device=dev),
-            actions=torch.zeros(act_shape, dtype=torch.int64 if self.discrete else torch.float32, device=dev),
-            log_probs=torch.zeros(T, B, device=dev),
-            values=torch.zeros(T, B, device=dev),
-            rewards=torch.zeros(T, B, device=dev),
-            successes=torch.zeros(T, B, dtype=torch.bool, device=dev),
-            episode_end=torch.zeros(T, dtype=torch.bool, device=dev),
-            hidden=torch.zeros(T // self.chunk, B, model.hidden, device=dev),
+            inputs=torch.zeros(T, B, self.rl2[0].dim),
+            actions=torch.zeros(act_shape, dtype=torch.int64 if self.discrete else torch.float32),
+            log_probs=torch.zeros(T, B),
+            values=torch.zeros(T, B),
+            rewards=torch.zeros(T, B),
+            successes=torch.zeros(T, B, dtype=torch.bool),
+            episode_end=torch.zeros(T, dtype=torch.bool),
+            hidden=torch.zeros(T // self.chunk, B, model.hidden),
             chunk_length=self.chunk,
             episodes_per_trial=self.E,
         )
         self.buf.episode_end.view(self.E, self.H)[:, -1] = True
+        self._np = {f: getattr(self.buf, f).numpy() for f in ("inputs", "actions", "log_probs", "values", "rewards",
+                                                             "successes", "hidden")}
         self.interrupt = None  # optional callable checked every step (raises to stop)
 
     def collect(self, tasks, explore_episodes: int | None = None) -> TrialBatch:
-        """Run one full trial of ``tasks[i]`` in env i; returns the (reused) batch buffers.
+        """Run one full trial of ``tasks[i]`` in env i; returns the batch (reused buffers on the CPU).
 
         Actions are sampled in the first ``explore_episodes`` episodes (all, if None) and
         the distribution's mode is taken afterwards (meta-test evaluation episodes).
@@ -123,41 +163,53 @@ class TrialCollector:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            return self._collect(tasks, explore_episodes)
+            self._collect(tasks, explore_episodes)
         finally:
             torch.set_num_threads(threads)
+        return self.buf if self.device.type == "cpu" else self.buf.to(self.device)
 
     @torch.inference_mode()
-    def _collect(self, tasks, explore_episodes: int | None) -> TrialBatch:
-        env, model, buf, rl2, gen = self.env, self.model, self.buf, self.rl2, self.generator
-        H, chunk, dev, discrete = self.H, self.chunk, self.device, self.discrete
-        low, high, interrupt = self.low, self.high, self.interrupt
+    def _collect(self, tasks, explore_episodes: int | None) -> None:
+        env, stepper, model, gen, interrupt = self.env, self.stepper, self.model, self.generator, self.interrupt
+        groups, rl2, b = self.groups, self.rl2, self._np
+        H, chunk, dev = self.H, self.chunk, self.device
         env.set_tasks(tasks)
-        rl2.start_trial()
-        h = model.initial_state(env.num_envs)
+        for r in rl2:
+            r.start_trial()
+        h = [model.initial_state(r.num_envs) for r in rl2]
+        actions = [None] * len(groups)  # the executed actions of each group's step in flight
         t = 0
         for episode in range(self.E):
             deterministic = explore_episodes is not None and episode >= explore_episodes
             obs = env.reset()
+            obs = [obs[g] for g in groups]
             for k in range(H):
                 if interrupt is not None:
                     interrupt()
-                if t % chunk == 0:
-                    buf.hidden[t // chunk] = h[0]
-                x = torch.from_numpy(rl2.build(obs)).to(dev)
-                out, value, h = model(x.unsqueeze(0), h)
-                out, value = out[0], value[0]
-                action = model.mode(out) if deterministic else model.sample(out, gen)
-                buf.inputs[t] = x
-                buf.actions[t] = action
-                buf.log_probs[t] = model.distribution(out).log_prob(action)
-                buf.values[t] = value
-                a = action.cpu().numpy()
-                if not discrete:
-                    a = np.clip(a, low, high)
-                obs, reward, success = env.step(a)
-                buf.rewards[t] = torch.from_numpy(reward)
-                buf.successes[t] = torch.from_numpy(success)
-                rl2.record(a, reward, k == H - 1)
+                for i, g in enumerate(groups):
+                    if k:
+                        obs[i] = self._finish(i, t - 1, actions[i], episode_done=False)
+                    if t % chunk == 0:
+                        b["hidden"][t // chunk, g] = h[i][0].cpu().numpy()
+                    x = rl2[i].build(obs[i])
+                    b["inputs"][t, g] = x
+                    out, value, h[i] = model(torch.from_numpy(x).to(dev).unsqueeze(0), h[i])
+                    action, log_prob = model.act(out[0], gen, deterministic)
+                    a = b["actions"][t, g]
+                    a[...] = action.cpu().numpy()
+                    b["log_probs"][t, g] = log_prob.cpu().numpy()
+                    b["values"][t, g] = value[0].cpu().numpy()
+                    actions[i] = a if self.discrete else np.clip(a, self.low, self.high)
+                    stepper.step_async(i, actions[i])
                 t += 1
-        return buf
+            for i in range(len(groups)):
+                self._finish(i, t - 1, actions[i], episode_done=True)
+
+    def _finish(self, i: int, t: int, action: np.ndarray, episode_done: bool) -> np.ndarray:
+        """Wait for group ``i``'s step ``t``; store its results and return its observations."""
+        g, b = self.groups[i], self._np
+        obs, reward, success = self.stepper.step_wait(i)
+        b["rewards"][t, g] = reward
+        b["successes"][t, g] = success
+        self.rl2[i].record(action, reward, episode_done)
+        return obs

@@ -79,6 +79,18 @@ def test_penalty_coefficient_adapts():
     assert algo2.state_dict()["kl_coef"] == 0.5
 
 
+@pytest.mark.parametrize("space", [gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4)])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_act_gives_the_distributions_log_prob_bit_for_bit(space, deterministic):
+    model = GRUActorCritic(4, space, hidden=8, init_log_std=0.3)
+    out = 3 * torch.randn(5, 2, model.action_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        action, log_prob = model.act(out, torch.Generator().manual_seed(0), deterministic)
+        expected = model.mode(out) if deterministic else model.sample(out, torch.Generator().manual_seed(0))
+        assert torch.equal(action, expected)
+        assert torch.equal(log_prob, model.distribution(out).log_prob(action))
+
+
 def test_discrete_policy_update_runs():
     model = GRUActorCritic(4, gym.spaces.Discrete(3), hidden=8)
     x = torch.randn(6, 2, 4)

@@ -1,9 +1,12 @@
-"""RL² semantics: policy inputs at episode/trial boundaries, hidden-state carry, batched = step-by-step."""
+"""RL² semantics: policy inputs at episode/trial boundaries, hidden-state carry, batched = step-by-step,
+overlapped collection = lock-step collection."""
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
+from meta_rl.envs.metaworld import MetaWorldBenchmark
 from meta_rl.models import GRUActorCritic
 from meta_rl.rl2 import RL2Inputs, input_dim
 from meta_rl.rollout import TrialCollector
@@ -128,3 +131,78 @@ def test_collection_runs_with_its_own_thread_count_and_restores_it(scripted):
         assert torch.get_num_threads() == 2, "the update's thread count must be restored"
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ overlapped collection
+FIELDS = ("inputs", "actions", "log_probs", "values", "rewards", "successes", "hidden")
+
+
+@pytest.fixture(scope="module")
+def ml10_workers():
+    """10 ML10 envs stepped by 2 workers, in two groups of 6 and 4 envs (3 + 2 per worker)."""
+    bench = MetaWorldBenchmark("ML10", meta_batch_size=10, episodes_per_trial=3, episode_length=8, num_workers=2)
+    env = bench.make_env(10)
+    assert env.groups == (slice(0, 6), slice(6, 10))
+    yield bench, env, bench.sample_tasks("train", 10, np.random.default_rng(0))
+    env.close()
+
+
+def _ml10_collector(bench, env, overlap, seed=0):
+    torch.manual_seed(0)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=64)
+    col = TrialCollector(env, model, 39, bench.action_space, bench.episode_length, bench.episodes_per_trial,
+                         bench.reward_scale, chunk_length=4, generator=torch.Generator().manual_seed(seed),
+                         overlap=overlap)
+    assert (col.stepper is env) == overlap
+    return col
+
+
+def _copy(batch):
+    return {k: getattr(batch, k).clone() for k in FIELDS}
+
+
+def test_overlapped_collection_equals_lock_step(ml10_workers):
+    """With the mode as action (no sampling), computing and stepping group by group changes nothing."""
+    bench, env, tasks = ml10_workers
+    lock = _copy(_ml10_collector(bench, env, overlap=False).collect(tasks, explore_episodes=0))
+    over = _copy(_ml10_collector(bench, env, overlap=True).collect(tasks, explore_episodes=0))
+    for k in FIELDS:
+        if k == "values":  # the value head's matrix-vector product rounds differently for fewer envs
+            torch.testing.assert_close(over[k], lock[k], rtol=1e-5, atol=1e-6)
+        else:
+            assert torch.equal(over[k], lock[k]), k
+    assert lock["rewards"].abs().sum() > 0 and lock["hidden"][1:].abs().sum() > 0
+
+
+def test_overlapped_collection_is_deterministic_for_a_seed(ml10_workers):
+    bench, env, tasks = ml10_workers
+    a, b, c = (_copy(_ml10_collector(bench, env, overlap=True, seed=s).collect(tasks, explore_episodes=2))
+               for s in (3, 3, 4))
+    for k in FIELDS:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["actions"], c["actions"])
+
+
+def test_interrupt_is_checked_every_step_and_leaves_the_env_usable(ml10_workers):
+    bench, env, tasks = ml10_workers
+    col = _ml10_collector(bench, env, overlap=True)
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def interrupt():
+        calls.append(len(calls))
+        if len(calls) == 13:  # mid-episode: group steps are in flight
+            raise Stop
+
+    col.interrupt = interrupt
+    with pytest.raises(Stop):
+        col.collect(tasks, explore_episodes=0)
+    calls.clear()
+    col.interrupt = lambda: calls.append(None)
+    again = _copy(col.collect(tasks, explore_episodes=0))
+    assert len(calls) == bench.episodes_per_trial * bench.episode_length
+    ref = _copy(_ml10_collector(bench, env, overlap=True).collect(tasks, explore_episodes=0))
+    for k in FIELDS:
+        assert torch.equal(again[k], ref[k]), k

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from meta_rl.envs.metaworld import MetaWorldBenchmark, MetaWorldSlice, MetaWorldTrialEnv
-from meta_rl.envs.vector import ProcessTrialEnv, resolve_num_workers, usable_cores
+from meta_rl.envs.vector import ProcessTrialEnv, env_groups, resolve_num_workers, usable_cores
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,52 @@ def test_matches_in_process_env_across_trials(ml10):
         ref.close()
 
 
-def test_killed_worker_raises_promptly(ml10):
+def test_env_groups_split_every_worker_in_two():
+    assert env_groups(20, 2) == (slice(0, 10), slice(10, 20))
+    assert env_groups(10, 2) == (slice(0, 6), slice(6, 10))  # 3 + 2 envs of each worker
+    assert env_groups(7, 3) == (slice(0, 6), slice(6, 7))
+    assert env_groups(3, 2) == (slice(0, 2), slice(2, 3))  # worker 1 has no env in the second group
+    assert env_groups(2, 2) == (slice(0, 2),)  # one env per worker: nothing to split
+    assert env_groups(5, 1) == (slice(0, 3), slice(3, 5))
+
+
+def test_group_steps_match_in_process_env_and_keep_order(ml10):
+    n = 6  # groups [0, 4) and [4, 6): worker 0 steps envs 0, 2 then 4; worker 1 envs 1, 3 then 5
+    env = ml10.make_env(n)
+    assert env.groups == (slice(0, 4), slice(4, 6))
+    ref = MetaWorldTrialEnv(n, _classes(ml10))
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[1:1 + n]
+    rng = np.random.default_rng(0)
+    try:
+        env.set_tasks(tasks)
+        ref.set_tasks(tasks)
+        np.testing.assert_array_equal(env.reset(), ref.reset())
+        for _ in range(10):
+            a = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+            env.step_async(0, a[:4])
+            env.step_async(1, a[4:])
+            got = [np.concatenate(parts) for parts in zip(env.step_wait(0), env.step_wait(1))]
+            for g, w in zip(got, ref.step(a)):
+                assert g.dtype == w.dtype
+                np.testing.assert_array_equal(g, w)
+        env.step_async(1, a[4:])
+        with pytest.raises(RuntimeError, match="already has a step in flight"):
+            env.step_async(1, a[4:])
+        with pytest.raises(RuntimeError, match=r"to be waited for in that order"):
+            env.step_wait(0)
+        with pytest.raises(ValueError, match="shape"):
+            env.step_async(0, a)
+        # a synchronous call first waits for the step in flight: the env stays usable
+        np.testing.assert_array_equal(env.reset(), ref.reset())
+        for g, w in zip(env.step(a), ref.step(a)):
+            np.testing.assert_array_equal(g, w)
+    finally:
+        env.close()
+        ref.close()
+
+
+@pytest.mark.parametrize("by_group", [False, True])
+def test_killed_worker_raises_promptly(ml10, by_group):
     tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[::3][:4]
     env = ml10.make_env(4)
     pids = [p.pid for p in env._procs]
@@ -137,7 +182,11 @@ def test_killed_worker_raises_promptly(ml10):
     os.kill(pids[1], signal.SIGKILL)
     start = time.monotonic()
     with pytest.raises(RuntimeError) as err:
-        env.step(np.zeros((4, 4), np.float32))
+        if by_group:  # the first group's step is sent to both workers, its wait finds worker 1 dead
+            env.step_async(0, np.zeros((2, 4), np.float32))
+            env.step_wait(0)
+        else:
+            env.step(np.zeros((4, 4), np.float32))
     assert time.monotonic() - start < 5.0
     msg = str(err.value)
     assert "\n" not in msg and "worker 1" in msg and "SIGKILL" in msg

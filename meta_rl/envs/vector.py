@@ -1,9 +1,9 @@
 """A :class:`~meta_rl.envs.base.TrialEnv` whose envs are stepped by worker processes.
 
 ``ProcessTrialEnv`` splits its ``num_envs`` envs over ``num_workers`` processes.
-Worker ``w`` owns the envs ``w, w + W, w + 2W, ...`` (W = ``num_workers``) as one
-in-process trial env built by the picklable factory ``make_slice(n)`` and steps them
-synchronously. Interleaving (rather than contiguous blocks) balances the load:
+Worker ``w`` owns the envs ``w, w + W, w + 2W, ...`` (W = ``num_workers``) and steps
+them with in-process trial envs built by the picklable factory ``make_slice(n)``.
+Interleaving (rather than contiguous blocks) balances the load:
 ``Benchmark.sample_tasks`` lists tasks class by class and Meta-World classes differ
 several-fold in step cost, so on ML10 with 20 envs contiguous halves give one of two
 workers ~1.3x the work of the other, while interleaved halves hold one task of every
@@ -11,9 +11,9 @@ class each.
 
 Data path: actions, observations, rewards and successes live in one shared-memory
 buffer (``multiprocessing.RawArray`` seen through numpy views in every process);
-nothing is pickled per step. Synchronisation is one ``send_bytes`` of a one-byte
-command per worker and one one-byte reply per worker, per call. Tasks are pickled
-once per ``set_tasks`` (once per trial).
+nothing is pickled per step. Synchronisation is one ``send_bytes`` of a short command
+per worker and one one-byte reply per worker, per call (per call of a group: only the
+workers holding envs of it). Tasks are pickled once per ``set_tasks`` (once per trial).
 
 Failures never hang the caller: the main process waits on each worker's pipe *and*
 its process sentinel (with a timeout), so a worker that is killed, exits, raises or
@@ -38,6 +38,8 @@ and are terminated by ``close()``, by garbage collection, or at interpreter exit
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -51,7 +53,8 @@ from typing import Any, Callable, NoReturn, Sequence
 import gymnasium as gym
 import numpy as np
 
-# One-byte commands (main -> worker) and replies (worker -> main).
+# One-byte commands (main -> worker) and replies (worker -> main). STEP alone steps all of a
+# worker's envs; STEP followed by a group index byte steps that group's envs only.
 _STEP, _RESET, _TASKS, _CLOSE = b"s", b"r", b"t", b"c"
 _OK, _ERR = b"k", b"e"
 _ALIGN = 64
@@ -74,6 +77,23 @@ def resolve_num_workers(num_workers: int | None, num_envs: int) -> int:
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = in-process, None = one per core)")
     return min(num_workers, num_envs)
+
+
+def env_groups(num_envs: int, num_workers: int) -> tuple[slice, ...]:
+    """The two contiguous groups of envs that can be stepped separately (one if each worker
+    has a single env). The boundary is a multiple of ``num_workers``, so with envs
+    interleaved over the workers each worker has ``ceil(n / 2)`` of its ``n`` envs in the
+    first group and the rest in the second."""
+    per_worker = -(-num_envs // num_workers)
+    split = num_workers * -(-per_worker // 2)
+    if split >= num_envs:
+        return (slice(0, num_envs),)
+    return slice(0, split), slice(split, num_envs)
+
+
+def _worker_part(w: int, num_workers: int, group: slice) -> slice:
+    """The envs of worker ``w`` (``w, w + W, ...``) inside the contiguous ``group``."""
+    return slice(group.start + (w - group.start) % num_workers, group.stop, num_workers)
 
 
 def _default_task_name(task: Any) -> str:
@@ -105,27 +125,36 @@ class _Layout:
         return out
 
 
-def _worker_main(make_slice, rows: slice, num_envs: int, layout: _Layout, raw, conn, main_pid: int,
+def _worker_main(make_slice, parts: list[slice], num_envs: int, layout: _Layout, raw, conn, main_pid: int,
                  nice: int = 0) -> None:
-    """Worker loop: build the slice, then serve one-byte commands until CLOSE or EOF."""
+    """Worker loop: build one env per non-empty part (the worker's envs in each group), then
+    serve commands until CLOSE or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         os.nice(nice)
     views = layout.views(raw)
-    obs, rew, succ, act = (views[k][rows] for k in ("obs", "rew", "succ", "act"))
-    n = len(range(*rows.indices(num_envs)))
-    env = None
+    arrays = [tuple(views[k][rows] for k in ("obs", "rew", "succ", "act")) for rows in parts]
+    sizes = [len(range(*rows.indices(num_envs))) for rows in parts]
+    envs: list = []
 
     def reply_error(exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         conn.send_bytes(_ERR + text.encode("utf-8", "replace"))
 
+    def step(g: int) -> None:
+        obs, rew, succ, act = arrays[g]
+        o, r, s = envs[g].step(act.copy())
+        obs[...] = o
+        rew[...] = r
+        succ[...] = s
+
     try:
         try:
-            env = make_slice(n)
+            envs = [make_slice(n) if n else None for n in sizes]
         except Exception as exc:
             reply_error(exc)
             return
+        held = [g for g, n in enumerate(sizes) if n]
         conn.send_bytes(_OK)
         while True:
             # Wake up now and then while idle to exit if the main process is gone.
@@ -141,14 +170,16 @@ def _worker_main(make_slice, rows: slice, num_envs: int, layout: _Layout, raw, c
                 return
             try:
                 if cmd == _STEP:
-                    o, r, s = env.step(act.copy())
-                    obs[...] = o
-                    rew[...] = r
-                    succ[...] = s
+                    for g in msg[1:] or held:
+                        step(g)
                 elif cmd == _RESET:
-                    obs[...] = env.reset()
+                    for g in held:
+                        arrays[g][0][...] = envs[g].reset()
                 elif cmd == _TASKS:
-                    env.set_tasks(pickle.loads(msg[1:]))
+                    tasks, start = pickle.loads(msg[1:]), 0
+                    for g in held:
+                        envs[g].set_tasks(tasks[start : start + sizes[g]])
+                        start += sizes[g]
                 else:
                     raise ValueError(f"unknown command {cmd!r}")
             except Exception as exc:
@@ -158,11 +189,12 @@ def _worker_main(make_slice, rows: slice, num_envs: int, layout: _Layout, raw, c
     except (EOFError, OSError, KeyboardInterrupt):  # the main process went away
         return
     finally:
-        if env is not None:
-            try:
-                env.close()
-            except Exception:
-                pass
+        for env in envs:
+            if env is not None:
+                try:
+                    env.close()
+                except Exception:
+                    pass
         conn.close()
 
 
@@ -212,10 +244,18 @@ def _shutdown(procs: list, conns: list, grace: float = 2.0) -> None:
 
 
 class ProcessTrialEnv:
-    """``num_envs`` envs stepped in lock-step by ``num_workers`` worker processes.
+    """``num_envs`` envs stepped by ``num_workers`` worker processes, all at once or by group.
 
     Returns exactly what the in-process env built by ``make_slice`` returns for the
-    same tasks and actions (each worker runs one such env on its envs).
+    same tasks and actions (each worker runs one such env per group on its envs).
+
+    Besides the synchronous :class:`~meta_rl.envs.base.TrialEnv` calls, each of the env
+    groups ``groups`` (see :func:`env_groups`) can be stepped on its own without waiting:
+    ``step_async(g, actions)`` starts a step of group ``g`` and returns at once;
+    ``step_wait(g)`` returns its results. Steps complete in the order they were started,
+    so ``step_wait`` calls must follow that order, and a group has at most one step in
+    flight. A synchronous call (``set_tasks``, ``reset``, ``step``) first waits for the
+    steps still in flight and drops their results (e.g. after an interrupted caller).
 
     Args:
         make_slice: picklable ``make_slice(n) -> TrialEnv`` building ``n`` envs; called
@@ -228,7 +268,8 @@ class ProcessTrialEnv:
             after resolution). Worker ``w`` steps envs ``w, w + W, ...``.
         task_name: names a task in error messages (default: its ``env_name``).
         start_method: multiprocessing start method (default ``forkserver``).
-        timeout: seconds a worker may take to answer one call before the call fails.
+        timeout: seconds a worker may take to answer one call before the call fails (for a
+            ``step_async``, counted from ``step_wait``).
         worker_nice: niceness added to the workers. With as many workers as cores, a worker
             woken by the main process's command otherwise preempts it on its core before it
             has sent the other workers their commands (each send then costs ~0.5 ms and the
@@ -273,6 +314,12 @@ class ProcessTrialEnv:
         v = layout.views(self._raw)
         self._obs, self._rew, self._succ, self._act = v["obs"], v["rew"], v["succ"], v["act"]
         self._rows = [slice(w, num_envs, W) for w in range(W)]
+        self.groups = env_groups(num_envs, W)
+        parts = [[_worker_part(w, W, g) for g in self.groups] for w in range(W)]
+        # The workers holding envs of each group (all of them unless a worker has one env).
+        self._group_workers = [[w for w in range(W) if len(range(*parts[w][g].indices(num_envs)))]
+                               for g in range(len(self.groups))]
+        self._in_flight: collections.deque[int] = collections.deque()  # groups, in the order started
         self._procs: list = []
         self._conns: list = []
         # Registered before starting workers so that a failed start still cleans up.
@@ -282,7 +329,7 @@ class ProcessTrialEnv:
                 parent, child = ctx.Pipe(duplex=True)
                 p = ctx.Process(
                     target=_worker_main,
-                    args=(make_slice, self._rows[w], num_envs, layout, self._raw, child, os.getpid(), worker_nice),
+                    args=(make_slice, parts[w], num_envs, layout, self._raw, child, os.getpid(), worker_nice),
                     name=f"ProcessTrialEnv-worker-{w}",
                     daemon=True,
                 )
@@ -290,7 +337,7 @@ class ProcessTrialEnv:
                 child.close()
                 self._procs.append(p)
                 self._conns.append(parent)
-            self._gather("start")
+            self._gather(range(W), "start")
         except BaseException:
             self.close()
             raise
@@ -298,6 +345,7 @@ class ProcessTrialEnv:
     # ------------------------------------------------------------ TrialEnv
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         self._check_open()
+        self._drain("set_tasks")
         tasks = list(tasks)
         if len(tasks) != self.num_envs:
             raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
@@ -307,17 +355,39 @@ class ProcessTrialEnv:
 
     def reset(self) -> np.ndarray:
         self._check_open()
+        self._drain("reset")
         self._call([_RESET] * self.num_workers, "reset")
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_open()
-        actions = np.asarray(actions)
-        if actions.shape != self._act.shape:
-            raise ValueError(f"actions have shape {actions.shape}; expected {self._act.shape}")
-        np.copyto(self._act, actions, casting="same_kind")
+        self._drain("step")
+        self._put_actions(slice(None), actions)
         self._call([_STEP] * self.num_workers, "step")
         return self._obs.copy(), self._rew.copy(), self._succ.copy()
+
+    # ------------------------------------------------------------ by group
+    def step_async(self, group: int, actions: np.ndarray) -> None:
+        """Start a step of the envs ``groups[group]`` with ``actions`` ``[len(group), ...]``."""
+        self._check_open()
+        if group in self._in_flight:
+            raise RuntimeError(f"group {group} already has a step in flight; call step_wait({group}) first")
+        self._put_actions(self.groups[group], actions)
+        with self._guard("step"):
+            self._send(self._group_workers[group], _STEP + bytes([group]), "step")
+        self._in_flight.append(group)
+
+    def step_wait(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Wait for the step of ``groups[group]`` started last; its ``(obs, reward, success)``."""
+        self._check_open()
+        if not self._in_flight or self._in_flight[0] != group:
+            raise RuntimeError(f"step_wait({group}): the steps in flight are those of groups "
+                               f"{list(self._in_flight)}, to be waited for in that order")
+        with self._guard("step"):
+            self._gather(self._group_workers[group], "step")
+        self._in_flight.popleft()
+        rows = self.groups[group]
+        return self._obs[rows].copy(), self._rew[rows].copy(), self._succ[rows].copy()
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
@@ -359,26 +429,49 @@ class ProcessTrialEnv:
                 return f"died (signal {-code})"
         return f"died (exit code {code})"
 
-    def _call(self, payloads: list[bytes], during: str) -> None:
-        """Send ``payloads[w]`` to worker ``w`` and wait for every reply."""
+    def _put_actions(self, rows: slice, actions: np.ndarray) -> None:
+        actions, dest = np.asarray(actions), self._act[rows]
+        if actions.shape != dest.shape:
+            raise ValueError(f"actions have shape {actions.shape}; expected {dest.shape}")
+        np.copyto(dest, actions, casting="same_kind")
+
+    @contextlib.contextmanager
+    def _guard(self, during: str):
+        """Replies may still be in flight after any exception here (e.g. KeyboardInterrupt):
+        the env cannot be reused."""
         try:
-            for w, msg in enumerate(payloads):
-                try:
-                    self._conns[w].send_bytes(msg)
-                except (EOFError, OSError):
-                    self._fail(w, self._exit_text(w), during)
-            self._gather(during)
+            yield
         except BaseException as exc:
-            # Replies may still be in flight (e.g. KeyboardInterrupt): the env cannot be reused.
             if self._failure is None:
                 self._failure = f"ProcessTrialEnv was interrupted during {during} ({type(exc).__name__})"
                 self.close()
             raise
 
-    def _gather(self, during: str) -> None:
-        """Wait for one reply from every worker; raise on error, death or timeout."""
+    def _drain(self, during: str) -> None:
+        """Wait for the group steps still in flight, dropping their results."""
+        with self._guard(during):
+            while self._in_flight:
+                self._gather(self._group_workers[self._in_flight[0]], during)
+                self._in_flight.popleft()
+
+    def _call(self, payloads: list[bytes], during: str) -> None:
+        """Send ``payloads[w]`` to worker ``w`` and wait for every reply."""
+        with self._guard(during):
+            for w, msg in enumerate(payloads):
+                self._send([w], msg, during)
+            self._gather(range(self.num_workers), during)
+
+    def _send(self, workers: Sequence[int], msg: bytes, during: str) -> None:
+        for w in workers:
+            try:
+                self._conns[w].send_bytes(msg)
+            except (EOFError, OSError):
+                self._fail(w, self._exit_text(w), during)
+
+    def _gather(self, workers: Sequence[int], during: str) -> None:
+        """Wait for one reply from each of ``workers``; raise on error, death or timeout."""
         conns, procs = self._conns, self._procs
-        pending = list(range(self.num_workers))
+        pending = list(workers)
         deadline = time.monotonic() + self.timeout
         while pending:
             remaining = deadline - time.monotonic()

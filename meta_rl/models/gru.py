@@ -6,6 +6,8 @@ A = action dim (or number of discrete actions).
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
 from torch import nn
@@ -85,6 +87,23 @@ class GRUActorCritic(nn.Module):
             return Categorical(logits=policy_out)
         std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(policy_out)
         return Independent(Normal(policy_out, std), 1)
+
+    def act(
+        self, policy_out: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action (:meth:`sample`, or :meth:`mode` if ``deterministic``) and its log-probability.
+
+        The log-probability is ``distribution(policy_out).log_prob(action)`` computed with the
+        same operations (bit-identical), without building (and validating) distribution objects,
+        which cost more than the rest of the per-step action computation in collection.
+        """
+        action = self.mode(policy_out) if deterministic else self.sample(policy_out, generator)
+        if self.discrete:
+            logp = policy_out - policy_out.logsumexp(-1, keepdim=True)  # Categorical's normalised logits
+            return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        std = self.log_std.clamp(min=self.min_log_std).exp()  # Normal.log_prob, summed like Independent
+        logp = -((action - policy_out) ** 2) / (2 * std**2) - std.log() - math.log(math.sqrt(2 * math.pi))
+        return action, logp.sum(-1)
 
     def sample(self, policy_out: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Sample actions with an explicit generator, so rollout and evaluation RNG streams are separate."""
