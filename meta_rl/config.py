@@ -202,6 +202,7 @@ class EvalConfig:
     split: str = "test"
     adaptation_episodes: int = 10
     evaluation_episodes: int = 3
+    deterministic: bool = True
     num_goals: Optional[int] = 4
     train_num_goals: int = 2
     num_envs: int = 20

@@ -105,9 +105,11 @@ class MetaEvaluator:
     """
 
     def __init__(self, benchmark, model, adaptation_episodes: int = 10, evaluation_episodes: int = 3,
-                 num_envs: int = 10) -> None:
+                 num_envs: int = 10, deterministic: bool = True) -> None:
         self.benchmark, self.model = benchmark, model
         self.A, self.V = adaptation_episodes, evaluation_episodes
+        # Evaluation episodes take the mean action (Meta-World's protocol), or keep sampling.
+        self.explore_episodes = adaptation_episodes if deterministic else None
         self.generator = torch.Generator()
         self.env = benchmark.make_env(num_envs)
         self.collector = TrialCollector(
@@ -124,7 +126,8 @@ class MetaEvaluator:
         succ, ret = [], []
         for start in range(0, len(tasks), B):
             chunk = tasks[start : start + B]
-            batch = self.collector.collect(chunk + [chunk[0]] * (B - len(chunk)), explore_episodes=self.A)
+            padded = chunk + [chunk[0]] * (B - len(chunk))
+            batch = self.collector.collect(padded, explore_episodes=self.explore_episodes)
             succ.append(batch.episode_successes()[:, : len(chunk)].T.cpu().numpy())
             ret.append(batch.episode_returns()[:, : len(chunk)].T.cpu().numpy())
         classes = [self.benchmark.task_class(t) for t in tasks]

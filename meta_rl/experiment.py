@@ -158,7 +158,8 @@ def build_evaluator(ecfg, benchmark, model, during_training: bool):
     else:
         tasks = {ecfg.split: evaluation_tasks(benchmark, ecfg.split, ecfg.num_goals)}
     evaluator = MetaEvaluator(benchmark, model, ecfg.adaptation_episodes, ecfg.evaluation_episodes,
-                              num_envs=min(ecfg.num_envs, max(len(t) for t in tasks.values())))
+                              num_envs=min(ecfg.num_envs, max(len(t) for t in tasks.values())),
+                              deterministic=ecfg.deterministic)
     return evaluator, tasks
 
 

@@ -241,3 +241,25 @@ def test_console_line_shows_return_per_trial_when_there_are_no_evaluation_episod
     line = eval_summary({"success": 0.25, "return": 1234.5, "return_per_trial": 9.0,
                          "curve_success": [0.0, 0.5], "curve_return": [1.0, 2.0]})
     assert line == "success 0.250 return 1234.5 | success by episode: 0.00 0.50"
+
+
+def test_sampled_evaluation_episodes_when_not_deterministic(scripted):
+    """deterministic=false keeps sampling in the evaluation episodes; true takes the mode there."""
+    model = GRUActorCritic(input_dim(scripted.observation_space, scripted.action_space), scripted.action_space,
+                           hidden=8, init_log_std=0.5)
+    modes = {}
+    for det in (True, False):
+        ev = MetaEvaluator(scripted, model, adaptation_episodes=1, evaluation_episodes=1, num_envs=2,
+                           deterministic=det)
+        calls = []
+        collect = ev.collector.collect
+        ev.collector.collect = lambda tasks, explore_episodes=None: calls.append(explore_episodes) or collect(
+            tasks, explore_episodes)
+        ev.evaluate([0, 1], seed=0)
+        modes[det] = calls[0]
+        actions = ev.collector.buf.actions[scripted.episode_length:]  # the evaluation episode
+        with torch.no_grad():
+            out, _, _ = model(ev.collector.buf.inputs, model.initial_state(2))
+        mean_actions = model.mode(out[scripted.episode_length:])
+        assert torch.allclose(actions, mean_actions) == det
+    assert modes == {True: 1, False: None}
