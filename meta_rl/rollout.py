@@ -173,6 +173,7 @@ class TrialCollector:
         env, stepper, model, gen, interrupt = self.env, self.stepper, self.model, self.generator, self.interrupt
         groups, rl2, b = self.groups, self.rl2, self._np
         H, chunk, dev = self.H, self.chunk, self.device
+        discrete, low, high = self.discrete, self.low, self.high
         env.set_tasks(tasks)
         for r in rl2:
             r.start_trial()
@@ -199,7 +200,7 @@ class TrialCollector:
                     a[...] = action.cpu().numpy()
                     b["log_probs"][t, g] = log_prob.cpu().numpy()
                     b["values"][t, g] = value[0].cpu().numpy()
-                    actions[i] = a if self.discrete else np.clip(a, self.low, self.high)
+                    actions[i] = a if discrete else np.clip(a, low, high)
                     stepper.step_async(i, actions[i])
                 t += 1
             for i in range(len(groups)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from meta_rl.config import ConfigError
+from meta_rl.config import ConfigError, _positive
 
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 WANDB_RESUME = ("allow", "must", "never", "auto")
@@ -42,8 +42,7 @@ class WandbLoggerConfig:
             raise ConfigError("logger.project must not be empty")
         if not self.job_type:
             raise ConfigError("logger.job_type must not be empty (train or eval)")
-        if self.init_timeout <= 0:
-            raise ConfigError(f"logger.init_timeout={self.init_timeout} must be > 0")
+        _positive("logger", init_timeout=self.init_timeout)
 
 
 @dataclass
@@ -56,8 +55,7 @@ class TensorBoardLoggerConfig:
     def __post_init__(self) -> None:
         if not self.subdir:
             raise ConfigError("logger.subdir must not be empty")
-        if self.flush_secs <= 0:
-            raise ConfigError(f"logger.flush_secs={self.flush_secs} must be > 0")
+        _positive("logger", flush_secs=self.flush_secs)
 
 
 @dataclass
