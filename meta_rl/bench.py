@@ -34,12 +34,6 @@ import numpy as np
 import torch
 
 
-def _rss_mb() -> float:
-    """Current resident set size of this process (MB)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # kB on Linux
 
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     from meta_rl.config import register_configs, validate
     from meta_rl.evaluation import MetaEvaluator, evaluation_tasks
     from meta_rl.experiment import build_algo, build_benchmark, build_model, seed_everything
-    from meta_rl.trainer import Trainer
+    from meta_rl.trainer import Trainer, rss_mb
 
     quick = ["env.episodes_per_trial=2", "env.episode_length=50", "algo.chunk_length=50", "algo.epochs=2",
              "model.hidden=64", "eval.adaptation_episodes=1", "eval.evaluation_episodes=1"] if args.quick else []
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         update_times.append(m["charts/update_time"])
         update_shares.append(m["charts/update_time"] / dt)
         gc.collect()
-        rss.append(_rss_mb())
+        rss.append(rss_mb())
         print(f"    iteration {i + 1}: {steps / dt:,.0f} steps/s end-to-end, collection "
               f"{m['charts/collect_SPS']:,.0f} steps/s, update {m['charts/update_time']:.1f} s, RSS {rss[-1]:.0f} MB",
               flush=True)

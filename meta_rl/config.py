@@ -122,9 +122,13 @@ class GRUModelConfig:
     hidden: int = 256
     init_log_std: float = 0.0
     min_log_std: float = -5.0
+    # false here so that runs saved before this option existed resume and load unchanged;
+    # conf/model/gru.yaml sets the default of new runs.
+    normalize_inputs: bool = False
+    input_clip: float = 10.0
 
     def __post_init__(self) -> None:
-        _positive("model", hidden=self.hidden)
+        _positive("model", hidden=self.hidden, input_clip=self.input_clip)
 
 
 # -------------------------------------------------------------------------- algo

@@ -31,8 +31,9 @@ def build_benchmark(cfg: DictConfig):
 
 
 def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
-    dim = rl2.input_dim(benchmark.observation_space, benchmark.action_space)
-    return instantiate(cfg.model, input_dim=dim, action_space=benchmark.action_space).to(cfg.device)
+    obs, act = benchmark.observation_space, benchmark.action_space
+    kwargs = {"input_mask": rl2.normalized_dims(obs, act).tolist()} if cfg.model.get("normalize_inputs") else {}
+    return instantiate(cfg.model, input_dim=rl2.input_dim(obs, act), action_space=act, **kwargs).to(cfg.device)
 
 
 def build_algo(cfg: DictConfig, model, benchmark):

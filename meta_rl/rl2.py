@@ -30,6 +30,17 @@ def input_dim(observation_space: gym.spaces.Box, action_space: gym.spaces.Space)
     return int(np.prod(observation_space.shape)) + action_input_dim(action_space) + 2
 
 
+def normalized_dims(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> np.ndarray:
+    """Bool mask over the input dims that input normalisation standardises: the observation
+    and the reward (arbitrary scales), not the previous action (bounded, or one-hot) nor the
+    done flag."""
+    obs = int(np.prod(observation_space.shape))
+    mask = np.zeros(input_dim(observation_space, action_space), bool)
+    mask[:obs] = True
+    mask[obs + action_input_dim(action_space)] = True
+    return mask
+
+
 class RL2Inputs:
     """Keeps (previous action, reward, done) for ``num_envs`` envs and builds policy inputs.
 

@@ -25,6 +25,15 @@ from meta_rl.loggers import extras
 from meta_rl.rollout import TrialBatch, TrialCollector
 
 
+def rss_mb() -> float:
+    """Current resident set size of this process in MB (NaN where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return math.nan
+
+
 def short(name: str) -> str:
     """'pick-place-v3' → 'pick-place' (for compact console lines)."""
     return name[:-3] if name.endswith("-v3") else name
@@ -256,6 +265,8 @@ class Trainer:
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
         stats = self.algo.update(batch, self.update_gen)
+        if getattr(self.model, "normalize_inputs", False):  # after the update: one standardisation per iteration
+            self.model.update_input_stats(batch.inputs)
         t2 = time.perf_counter()
         self.iteration += 1
         self.env_steps += batch.num_steps
@@ -267,6 +278,7 @@ class Trainer:
             "charts/SPS": batch.num_steps / (t2 - t0),
             "charts/collect_SPS": batch.num_steps / (t1 - t0),
             "charts/update_time": t2 - t1,
+            "charts/rss_mb": rss_mb(),  # the main process; flat over iterations unless memory leaks
         })
         if getattr(self.model, "log_std", None) is not None:
             m["charts/policy_std"] = float(self.model.log_std.detach().exp().mean())

@@ -20,7 +20,8 @@ from meta_rl.errors import CheckpointError, NumericalError
 from meta_rl.experiment import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time", "charts/eval_SPS")
+# measured, not reproducible
+TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time", "charts/eval_SPS", "charts/rss_mb")
 # ML1 builds in about a second; 10 trials x 2 episodes x 20 steps = 400 steps per iteration
 FAST = ["debug=smoke", "env=ml1", "env.task=reach-v3", "env.meta_batch_size=10", "eval.every=0",
         "eval.final=false", "checkpoint_every=1", "env.num_workers=0"]

@@ -8,7 +8,7 @@ import torch
 
 from meta_rl.envs.metaworld import MetaWorldBenchmark
 from meta_rl.models import GRUActorCritic
-from meta_rl.rl2 import RL2Inputs, input_dim
+from meta_rl.rl2 import RL2Inputs, input_dim, normalized_dims
 from meta_rl.rollout import TrialCollector
 
 
@@ -206,3 +206,53 @@ def test_interrupt_is_checked_every_step_and_leaves_the_env_usable(ml10_workers)
     ref = _copy(_ml10_collector(bench, env, overlap=True).collect(tasks, explore_episodes=0))
     for k in FIELDS:
         assert torch.equal(again[k], ref[k]), k
+
+
+def test_input_normalisation_standardises_observation_and_reward_only():
+    obs_space, act_space = gym.spaces.Box(-np.inf, np.inf, (5,)), gym.spaces.Box(-1, 1, (2,))
+    D = input_dim(obs_space, act_space)  # 5 obs + 2 action + reward + done
+    mask = normalized_dims(obs_space, act_space)
+    assert mask.tolist() == [True] * 5 + [False, False, True, False]
+    torch.manual_seed(0)
+    model = GRUActorCritic(D, act_space, hidden=16, normalize_inputs=True, input_mask=mask.tolist())
+    plain = GRUActorCritic(D, act_space, hidden=16)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("input_")})
+    x = torch.randn(7, 3, D) * 0.05 + 0.6
+    x[0, 0, 1] = 5.0  # far outside the data below: standardised beyond the clip
+    h0 = torch.zeros(1, 3, 16)
+    with torch.no_grad():  # identity before any statistics
+        torch.testing.assert_close(model(x, h0)[0], plain(x, h0)[0])
+
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(50, 4, D, generator=gen) * 0.02 + 0.7
+    b = torch.randn(30, 4, D, generator=gen) * 0.03 + 0.65
+    a[..., 0] = b[..., 0] = 0.25  # a constant observation dim (Meta-World's hidden goal)
+    model.update_input_stats(a)
+    model.update_input_stats(b)
+    both = torch.cat([a.reshape(-1, D), b.reshape(-1, D)]).double()
+    torch.testing.assert_close(model.input_mean, both.mean(0))
+    torch.testing.assert_close(model.input_m2 / model.input_count, both.var(0, unbiased=False))
+    std = both.std(0, unbiased=False).float()
+    expected = x.clone()
+    m = torch.as_tensor(mask)
+    expected[..., m] = ((x[..., m] - both.mean(0).float()[m]) / std[m]).clamp(-10, 10)
+    expected[..., 0] = x[..., 0] - 0.25  # zero variance: centred, not scaled
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, h0)[0], plain(expected, h0)[0], rtol=1e-4, atol=1e-5)
+        assert expected[..., m].abs().max() == 10  # the clip was exercised
+        # the statistics travel with the state dict
+        clone = GRUActorCritic(D, act_space, hidden=16, normalize_inputs=True, input_mask=mask.tolist())
+        clone.load_state_dict(model.state_dict())
+        torch.testing.assert_close(clone(x, h0)[0], model(x, h0)[0])
+
+
+def test_trainer_updates_input_statistics_after_each_update(make_cfg, tmp_path):
+    from meta_rl.experiment import train
+
+    cfg = make_cfg("debug=smoke", "env=ml1", "env.meta_batch_size=2", "env.num_workers=0", "eval.every=0",
+                   "eval.final=false", "total_env_steps=160", "model.normalize_inputs=true")
+    train(cfg)
+    state = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=False)["model"]
+    # two iterations of 2 trials x 2 episodes x 20 steps: every collected input was folded in once
+    assert float(state["input_count"]) == 2 * (2 * 2 * 20)
+    assert bool((state["input_scale"][:39] > 1).any()) and float(state["input_scale"][39]) == 1.0

@@ -13,7 +13,8 @@ from meta_rl import checkpoint
 from meta_rl.experiment import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time", "charts/eval_SPS")
+# measured, not reproducible
+TIMING = ("charts/SPS", "charts/collect_SPS", "charts/update_time", "charts/eval_SPS", "charts/rss_mb")
 
 
 def read_metrics(run_dir):
@@ -30,7 +31,7 @@ def test_tiny_run_writes_metrics_and_checkpoint(make_cfg, tmp_path):
     rows = read_metrics(tmp_path)
     assert [int(r["step"]) for r in rows] == [200, 400]
     for key in ("train/success", "train/success/reach-v3", "train/success_by_episode/02", "losses/approx_kl",
-                "losses/clip_frac", "losses/entropy", "charts/SPS", "train/return_per_trial"):
+                "losses/clip_frac", "losses/entropy", "charts/SPS", "charts/rss_mb", "train/return_per_trial"):
         assert rows[-1][key] != "", key
     state = checkpoint.load(str(tmp_path / "checkpoints" / "latest.pt"))
     assert state["iteration"] == 2 and state["env_steps"] == 400

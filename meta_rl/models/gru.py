@@ -23,6 +23,11 @@ class GRUActorCritic(nn.Module):
         hidden: GRU hidden size.
         init_log_std: initial log standard deviation of the Gaussian policy (state-independent).
         min_log_std: lower bound on the log std, so exploration never collapses to zero.
+        normalize_inputs: standardise the inputs with running statistics of the collected
+            data (:meth:`update_input_stats`) before the GRU; clipped to ±``input_clip``.
+        input_mask: which input dims are standardised (default: all); the RL² layout's mask
+            is :func:`meta_rl.rl2.normalized_dims` (observation and reward, not action or done).
+        input_clip: bound on standardised inputs.
     """
 
     def __init__(
@@ -32,6 +37,9 @@ class GRUActorCritic(nn.Module):
         hidden: int = 256,
         init_log_std: float = 0.0,
         min_log_std: float = -5.0,
+        normalize_inputs: bool = False,
+        input_mask=None,
+        input_clip: float = 10.0,
     ) -> None:
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -46,6 +54,45 @@ class GRUActorCritic(nn.Module):
         nn.init.zeros_(self.policy.bias)
         nn.init.orthogonal_(self.value.weight, 1.0)
         nn.init.zeros_(self.value.bias)
+        self.normalize_inputs = normalize_inputs
+        self.input_clip = float(input_clip)
+        if normalize_inputs:
+            # Buffers, so checkpoints carry the statistics. shift/scale are what forward applies
+            # (identity until the first update); mean/m2/count are the running statistics.
+            mask = torch.ones(input_dim, dtype=torch.bool) if input_mask is None else torch.as_tensor(list(input_mask))
+            if mask.shape != (input_dim,):
+                raise ValueError(f"input_mask has shape {tuple(mask.shape)}, expected ({input_dim},)")
+            self.register_buffer("input_mask", mask.bool())
+            self.register_buffer("input_shift", torch.zeros(input_dim))
+            self.register_buffer("input_scale", torch.ones(input_dim))
+            self.register_buffer("input_mean", torch.zeros(input_dim, dtype=torch.float64))
+            self.register_buffer("input_m2", torch.zeros(input_dim, dtype=torch.float64))
+            self.register_buffer("input_count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update_input_stats(self, inputs: torch.Tensor) -> None:
+        """Fold a batch of raw inputs ``[..., D]`` into the running statistics (Chan et al.'s
+        parallel update, float64) and refresh the standardisation ``forward`` applies.
+
+        The trainer calls this after each PPO update with the iteration's batch, so every step
+        of one iteration (collection and update alike) sees the same standardisation.
+        Dims with (near-)zero variance are centred but not scaled.
+        """
+        if not self.normalize_inputs:
+            return
+        x = inputs.detach().reshape(-1, inputs.shape[-1]).double()
+        n = float(x.shape[0])
+        mean = x.mean(0)
+        m2 = ((x - mean) ** 2).sum(0)
+        total = self.input_count + n
+        delta = mean - self.input_mean
+        self.input_mean += delta * n / total
+        self.input_m2 += m2 + delta**2 * self.input_count * n / total
+        self.input_count.fill_(total)
+        std = (self.input_m2 / total).sqrt()
+        scale = torch.where(std > 1e-6, 1.0 / std.clamp(min=1e-6), torch.ones_like(std))
+        self.input_shift.copy_(torch.where(self.input_mask, self.input_mean, 0.0).float())
+        self.input_scale.copy_(torch.where(self.input_mask, scale, 1.0).float())
 
     def initial_state(self, batch: int) -> torch.Tensor:
         """Hidden state at the start of a trial: zeros ``[1, B, H]``."""
@@ -66,6 +113,8 @@ class GRUActorCritic(nn.Module):
         Returns:
             ``(policy_out [T, B, A], value [T, B], h_T [1, B, H])``.
         """
+        if self.normalize_inputs:
+            x = ((x - self.input_shift) * self.input_scale).clamp(-self.input_clip, self.input_clip)
         if trial_start is None or not bool(trial_start[1:].any()):
             if trial_start is not None:
                 h0 = h0 * (~trial_start[0]).to(h0.dtype).view(1, -1, 1)
