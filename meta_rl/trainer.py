@@ -265,7 +265,7 @@ class Trainer:
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
         stats = self.algo.update(batch, self.update_gen)
-        if getattr(self.model, "normalize_inputs", False):  # after the update: one standardisation per iteration
+        if hasattr(self.model, "update_input_stats"):  # after the update: one standardisation per iteration
             self.model.update_input_stats(batch.inputs)
         t2 = time.perf_counter()
         self.iteration += 1

@@ -17,6 +17,7 @@ from meta_rl.algos.baseline import LinearFeatureBaseline
 from meta_rl.algos.gae import gae
 from meta_rl.errors import NumericalError
 from meta_rl.rollout import TrialBatch
+from meta_rl.stats import merge_moments
 
 
 def clip_objective(logratio: torch.Tensor, advantages: torch.Tensor, clip: float):
@@ -50,11 +51,8 @@ class ValueNormalizer:
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach().double()
-        n, mean, var = x.numel(), float(x.mean()), float(x.var(unbiased=False))
-        delta, total = mean - self.mean, self.count + n
-        self.mean += delta * n / total
-        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, float(x.mean()),
+                                                        float(x.var(unbiased=False)), x.numel())
 
     @property
     def std(self) -> float:

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
+from meta_rl.stats import merge_moments
+
 
 class GRUActorCritic(nn.Module):
     """Shared GRU trunk; Gaussian (Box) or categorical (Discrete) policy head; value head.
@@ -81,15 +83,13 @@ class GRUActorCritic(nn.Module):
         if not self.normalize_inputs:
             return
         x = inputs.detach().reshape(-1, inputs.shape[-1]).double()
-        n = float(x.shape[0])
-        mean = x.mean(0)
-        m2 = ((x - mean) ** 2).sum(0)
-        total = self.input_count + n
-        delta = mean - self.input_mean
-        self.input_mean += delta * n / total
-        self.input_m2 += m2 + delta**2 * self.input_count * n / total
-        self.input_count.fill_(total)
-        std = (self.input_m2 / total).sqrt()
+        count = self.input_count
+        var = self.input_m2 / count if count > 0 else torch.zeros_like(self.input_m2)
+        mean, var, total = merge_moments(self.input_mean, var, count, x.mean(0), x.var(0, unbiased=False), x.shape[0])
+        self.input_mean.copy_(mean)
+        self.input_m2.copy_(var * total)
+        self.input_count.copy_(total)
+        std = var.sqrt()
         scale = torch.where(std > 1e-6, 1.0 / std.clamp(min=1e-6), torch.ones_like(std))
         self.input_shift.copy_(torch.where(self.input_mask, self.input_mean, 0.0).float())
         self.input_scale.copy_(torch.where(self.input_mask, scale, 1.0).float())
