@@ -67,16 +67,24 @@ def gru_flops_per_sample(input_dim: int, hidden: int, action_dim: int) -> float:
     return 3.0 * fwd
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_forward_backward(model, seq_len: int, batch: int, input_dim: int, repeats: int) -> float:
     """(f) seconds per sample of a bare forward+backward of ``model`` on [seq_len, batch, input_dim]."""
-    x = torch.randn(seq_len, batch, input_dim)
-    h0 = torch.zeros(1, batch, model.hidden)
+    device = model.value.weight.device
+    x = torch.randn(seq_len, batch, input_dim, device=device)
+    h0 = torch.zeros(1, batch, model.hidden, device=device)
     for i in range(repeats + 1):
         if i == 1:
+            _sync(device)
             t0 = time.perf_counter()
         model.zero_grad(set_to_none=True)
         out, value, _ = model(x, h0)
         (out.square().mean() + value.square().mean()).backward()
+    _sync(device)
     model.zero_grad(set_to_none=True)
     return (time.perf_counter() - t0) / (repeats * seq_len * batch)
 

@@ -38,8 +38,9 @@ def gae(
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[0])
     next_value = torch.zeros_like(values[0])  # trial end is terminal
+    ends = episode_end.tolist()  # plain bools: no device sync per step when on a GPU
     for t in range(T - 1, -1, -1):
-        if t == T - 1 or (episode_end[t] and not across_episodes):
+        if t == T - 1 or (ends[t] and not across_episodes):
             next_value = torch.zeros_like(values[0])
             last = torch.zeros_like(rewards[0])
         delta = rewards[t] + gamma * next_value - values[t]

@@ -155,12 +155,17 @@ class GRUActorCritic(nn.Module):
         return action, logp.sum(-1)
 
     def sample(self, policy_out: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Sample actions with an explicit generator, so rollout and evaluation RNG streams are separate."""
+        """Sample actions with an explicit generator, so rollout and evaluation RNG streams are separate.
+
+        The generator is a CPU one whatever the model's device: the random numbers are drawn
+        on the CPU and moved, so a seed gives the same action noise on every device.
+        """
+        device = policy_out.device
         if self.discrete:
-            probs = torch.softmax(policy_out, -1).reshape(-1, self.action_dim)
-            return torch.multinomial(probs, 1, generator=generator).view(policy_out.shape[:-1])
+            probs = torch.softmax(policy_out, -1).reshape(-1, self.action_dim).to("cpu")
+            return torch.multinomial(probs, 1, generator=generator).view(policy_out.shape[:-1]).to(device)
         std = self.log_std.clamp(min=self.min_log_std).exp()
-        noise = torch.randn(policy_out.shape, generator=generator, device=policy_out.device)
+        noise = torch.randn(policy_out.shape, generator=generator).to(device)
         return policy_out + std * noise
 
     def mode(self, policy_out: torch.Tensor) -> torch.Tensor:
