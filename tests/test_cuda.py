@@ -67,9 +67,9 @@ def test_collection_and_update_on_cuda_match_cpu():
 
 
 def test_train_on_cuda_then_resume_on_cpu(make_cfg, tmp_path):
-    """A checkpoint written by a GPU run resumes on the CPU (and the other way round works alike)."""
+    """A checkpoint written by a GPU run continues on the CPU (device may change on resume)."""
     train(make_cfg(*TINY, "device=cuda", run_dir=str(tmp_path)))
     state = checkpoint.load(str(tmp_path / "checkpoints" / "latest.pt"))
     assert state["iteration"] == 2 and state["config"]["device"] == "cuda"
-    train(make_cfg(*TINY, "total_env_steps=600", f"resume={tmp_path}", "device=cpu", run_dir=str(tmp_path)))
+    train(make_cfg(*TINY, "total_env_steps=600", "device=cpu", run_dir=str(tmp_path)))  # auto-resume
     assert [int(r["step"]) for r in read_metrics(tmp_path)] == [200, 400, 600]
