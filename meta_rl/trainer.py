@@ -148,6 +148,7 @@ class Trainer:
         self.checkpoint_keep = checkpoint_keep
         self.best_metric = best_metric
         self.last_saved: str | None = None
+        self.pending_metrics: dict[str, float] | None = None  # a completed iteration awaiting its evaluation
         self._stop_signal: int | None = None
         self._chained: dict = {}
         # Long loops check for a stop request once per env step / minibatch.
@@ -173,19 +174,13 @@ class Trainer:
         metrics: dict[str, float] = {}
         handlers = self._install_signal_handlers()
         try:
+            if self.pending_metrics is not None:  # stopped during this iteration's evaluation: redo it
+                metrics = self._finish_iteration(self.pending_metrics)
             while self.iteration < self.num_iterations:
                 self._check_stop()
                 snapshot = self.state(copy=True)  # what an interruption inside this iteration saves
                 try:
                     metrics = self.train_iteration()
-                    bar.update(self.steps_per_iter)
-                    bar.set_postfix(SPS=f"{metrics['charts/SPS']:.0f}")
-                    tqdm.write(self.summary(metrics), file=sys.stdout)
-                    last = self.iteration == self.num_iterations
-                    if self.evaluator is not None and self.eval_tasks and (
-                        (self.eval_every and self.iteration % self.eval_every == 0) or (last and self.eval_final)
-                    ):
-                        metrics.update(self.run_evaluation(write=last))
                 except _StopRequested:
                     ckpt.save(self.checkpoint_path, snapshot)
                     self.iteration = snapshot["iteration"]
@@ -194,9 +189,10 @@ class Trainer:
                     raise NumericalError(
                         f"iteration {snapshot['iteration'] + 1}: {e}; nothing was saved, the last good checkpoint is "
                         f"{self.last_saved or 'none'}") from None
-                self.logger.log(metrics, self.env_steps)
-                if self.iteration % self.checkpoint_every == 0 or last:
-                    self.save_checkpoint()
+                bar.update(self.steps_per_iter)
+                bar.set_postfix(SPS=f"{metrics['charts/SPS']:.0f}")
+                tqdm.write(self.summary(metrics), file=sys.stdout)
+                metrics = self._finish_iteration(metrics)
             self._check_stop()
         except _StopRequested:  # between iterations: the current state is complete
             self.save_checkpoint()
@@ -207,6 +203,29 @@ class Trainer:
             self.env.close()
             if self.evaluator is not None:
                 self.evaluator.close()
+        return metrics
+
+    def _finish_iteration(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Evaluate (when due), log and checkpoint a completed iteration.
+
+        A stop request during the evaluation saves the completed iteration with its training
+        metrics as ``pending_metrics``; the resumed run evaluates, logs and checkpoints it
+        exactly as the uninterrupted run would have (the evaluation has its own seeds).
+        """
+        last = self.iteration == self.num_iterations
+        if self.evaluator is not None and self.eval_tasks and (
+            (self.eval_every and self.iteration % self.eval_every == 0) or (last and self.eval_final)
+        ):
+            self.pending_metrics = metrics
+            try:
+                metrics = {**metrics, **self.run_evaluation(write=last)}
+            except _StopRequested:
+                ckpt.save(self.checkpoint_path, self.state())
+                raise self._stop() from None
+            self.pending_metrics = None
+        self.logger.log(metrics, self.env_steps)
+        if self.iteration % self.checkpoint_every == 0 or last:
+            self.save_checkpoint()
         return metrics
 
     # ------------------------------------------------------------ signals
@@ -340,6 +359,7 @@ class Trainer:
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "best_success": self.best_success,
+            "pending_metrics": self.pending_metrics,
             "rng": ckpt.rng_state(task_rng=self.task_rng, action_gen=self.action_gen, update_gen=self.update_gen),
             "config": self.config,
         }
@@ -365,6 +385,7 @@ class Trainer:
         self.algo.load_state_dict(state["algo"])
         self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
         self.best_success = float(state.get("best_success", -math.inf))
+        self.pending_metrics = state.get("pending_metrics")
         ckpt.set_rng_state(state["rng"], task_rng=self.task_rng, action_gen=self.action_gen,
                            update_gen=self.update_gen)
         self.last_saved = f"{self.checkpoint_path} (iteration {self.iteration})"

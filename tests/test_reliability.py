@@ -276,3 +276,39 @@ def test_preemption_signal_checkpoints_then_hands_over_to_the_job_manager(make_c
     assert handler_after is job_manager, "the job manager's handler must be restored"
     state = checkpoint.load(str(latest))  # a complete iteration's state (the first one under heavy load)
     assert state["env_steps"] == 400 * state["iteration"]
+
+
+def test_stop_during_an_evaluation_keeps_the_iteration_and_resume_redoes_the_evaluation(make_cfg, tmp_path,
+                                                                                          monkeypatch):
+    """SIGTERM while iteration 2 is being evaluated: iteration 2 is saved (not redone), and the
+    resumed run evaluates, logs and checkpoints it as the uninterrupted run did."""
+    from meta_rl.errors import Interrupted
+    from meta_rl.evaluation import MetaEvaluator
+
+    args = [*FAST, "total_env_steps=1200", "eval.every=1", "eval.final=true", "model.hidden=32"]
+    train(make_cfg(*args, run_dir=str(tmp_path / "full")))
+
+    real, calls = MetaEvaluator.evaluate, {"n": 0}
+
+    def evaluate(self, tasks, seed):
+        calls["n"] += 1
+        if calls["n"] == 3:  # iteration 2's first split (2 splits per evaluation)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, tasks, seed)
+
+    monkeypatch.setattr(MetaEvaluator, "evaluate", evaluate)
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train(make_cfg(*args, run_dir=str(cut)))
+    state = checkpoint.load(str(cut / "checkpoints" / "latest.pt"))
+    assert state["iteration"] == 2 and state["pending_metrics"]["charts/iteration"] == 2
+    assert len(rows(cut)) == 1  # iteration 2 is logged once its evaluation is done
+
+    monkeypatch.setattr(MetaEvaluator, "evaluate", real)
+    train(make_cfg(*args, run_dir=str(cut)))  # auto-resume
+    assert rows(cut) == rows(tmp_path / "full")
+    final = checkpoint.load(str(cut / "checkpoints" / "latest.pt"))
+    reference = checkpoint.load(str(tmp_path / "full" / "checkpoints" / "latest.pt"))
+    assert final["iteration"] == 3 and final["pending_metrics"] is None
+    for name, t in reference["model"].items():
+        assert torch.equal(final["model"][name], t), name
