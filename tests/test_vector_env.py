@@ -216,10 +216,10 @@ def test_env_raising_in_step_names_the_task(ml10):
 
 
 def test_unresponsive_worker_times_out(ml10):
-    env = ProcessTrialEnv(_SleepySlice(), 2, ml10.observation_space, ml10.action_space, num_workers=2,
-                          timeout=1.0)
+    env = ProcessTrialEnv(_SleepySlice(), 2, ml10.observation_space, ml10.action_space, num_workers=2)
     pids = [p.pid for p in env._procs]
     env.set_tasks([object(), object()])
+    env.timeout = 1.0  # after start-up, which may take longer than 1 s on a loaded machine
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"did not answer within 1 s during step"):
         env.step(np.zeros((2, 4), np.float32))
