@@ -1,6 +1,6 @@
 """The learning-curve figure of docs/results.md from a run's metrics.csv.
 
-    python docs/results/plot_training.py runs/ml10_s0/metrics.csv docs/results/ml10/learning_curve.png --title ML10
+    PYTHONPATH=. python docs/results/plot_training.py runs/ml10_s0/metrics.csv docs/results/ml10/learning_curve.png --title ML10
 
 Three panels over env steps: overall success (training trials per iteration and their
 5-iteration mean, the during-training meta-train and meta-test evaluations), training success
@@ -12,7 +12,6 @@ meta-test success, meta-test success per class and the meta-test adaptation curv
 from __future__ import annotations
 
 import argparse
-import csv
 
 import matplotlib
 
@@ -20,11 +19,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from meta_rl.report import read_metrics  # noqa: E402
 
-def column(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps in M, values) of the rows where ``key`` is set."""
-    pts = [(int(r["step"]) / 1e6, float(r[key])) for r in rows if r.get(key) not in (None, "")]
-    return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
+
+def column(series: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps in M, values) of the rows where ``key`` was logged."""
+    pts = series.get(key, [])
+    return np.array([p[0] for p in pts]) / 1e6, np.array([p[1] for p in pts])
 
 
 def smooth(y: np.ndarray, n: int = 5) -> np.ndarray:
@@ -38,17 +39,16 @@ def main() -> None:
     parser.add_argument("--title", default="")
     parser.add_argument("--table", action="store_true", help="print the evaluations as a markdown table")
     args = parser.parse_args()
-    with open(args.metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
-    classes = [k.split("/")[-1] for k in rows[0] if k.startswith("train/success/")]
-    test_goals = sum(1 for k in rows[0] if k.startswith("eval/test/success/"))
+    rows = read_metrics(args.metrics)
+    classes = [k.split("/")[-1] for k in rows if k.startswith("train/success/")]
+    test_classes = sum(1 for k in rows if k.startswith("eval/test/success/"))
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     ax = axes[0]
     x, y = column(rows, "train/success")
     ax.plot(x, y, color="tab:blue", alpha=0.35, label="training trials (per iteration)")
     ax.plot(x[4:], smooth(y), color="tab:blue", label="training, 5-iteration mean")
-    for key, style, color, label in (("eval/test/success", "o-", "tab:red", f"meta-test eval ({test_goals} classes)"),
+    for key, style, color, label in (("eval/test/success", "o-", "tab:red", f"meta-test eval ({test_classes} classes)"),
                                      ("eval/train/success", "s-", "tab:green", "meta-train eval")):
         ex, ey = column(rows, key)
         ax.plot(ex, ey, style, color=color, label=label)
@@ -77,22 +77,20 @@ def main() -> None:
         print(eval_table(rows))
 
 
-def eval_table(rows: list[dict]) -> str:
+def eval_table(series: dict) -> str:
     """Markdown: one line per during-training evaluation."""
     def short(c: str) -> str:
         return c[:-3] if c.endswith("-v3") else c
 
-    test = [k.split("/")[-1] for k in rows[0] if k.startswith("eval/test/success/")]
-    curve = sorted(k for k in rows[0] if k.startswith("eval/test/curve_success/"))
+    at = {k: dict(v) for k, v in series.items() if k.startswith("eval/")}  # metric → step → value
+    test = [k.split("/")[-1] for k in at if k.startswith("eval/test/success/")]
+    curve = sorted(k for k in at if k.startswith("eval/test/curve_success/"))
     head = ["env steps", "meta-train", "meta-test"] + [short(c) for c in test] + ["test success by episode"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        if r.get("eval/test/success") in (None, ""):
-            continue
-        cells = [f"{int(r['step']) / 1e6:.1f}M", f"{float(r['eval/train/success']):.2f}",
-                 f"**{float(r['eval/test/success']):.2f}**"]
-        cells += [f"{float(r[f'eval/test/success/{c}']):.2f}" for c in test]
-        cells.append(" ".join(f"{float(r[k]):.2f}" for k in curve))
+    for step, value in sorted(at.get("eval/test/success", {}).items()):
+        cells = [f"{step / 1e6:.1f}M", f"{at['eval/train/success'][step]:.2f}", f"**{value:.2f}**"]
+        cells += [f"{at[f'eval/test/success/{c}'][step]:.2f}" for c in test]
+        cells.append(" ".join(f"{at[k][step]:.2f}" for k in curve))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
