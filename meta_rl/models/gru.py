@@ -84,7 +84,7 @@ class GRUActorCritic(nn.Module):
             return
         x = inputs.detach().reshape(-1, inputs.shape[-1]).double()
         count = self.input_count
-        var = self.input_m2 / count if count > 0 else torch.zeros_like(self.input_m2)
+        var = self.input_m2 / count.clamp(min=1)  # m2 and count are 0 before the first batch
         mean, var, total = merge_moments(self.input_mean, var, count, x.mean(0), x.var(0, unbiased=False), x.shape[0])
         self.input_mean.copy_(mean)
         self.input_m2.copy_(var * total)
