@@ -71,6 +71,9 @@ class ValueNormalizer:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
 
 
+DIAGNOSTICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm")
+
+
 def _chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
     """``[T, B, ...]`` → ``[chunk, (T // chunk) · B, ...]`` (sequence n = chunk c of trial b, n = c·B + b)."""
     T, B = t.shape[:2]
@@ -170,7 +173,7 @@ class PPOClip:
         h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
         n_seq = x.shape[1]
         mb_size = max(1, n_seq // self.num_minibatches)
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+        sums = dict.fromkeys(DIAGNOSTICS, 0.0)
         n = 0
         for _ in range(self.epochs):
             perm = torch.randperm(n_seq, generator=generator).to(x.device)
@@ -188,14 +191,13 @@ class PPOClip:
                     v_loss = 0.5 * (value - ret[:, idx]).pow(2).mean()
                     loss = loss + self.value_coef * v_loss
                 else:
-                    v_loss = torch.tensor(baseline_loss)
+                    v_loss = pg_loss.new_tensor(baseline_loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-                values = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy,
-                          "approx_kl": approx_kl, "clip_frac": clip_frac, "grad_norm": grad_norm}
-                for k, v in values.items():
-                    v = float(v.detach())
+                # One read-back per minibatch (one device sync on a GPU), in the order of DIAGNOSTICS.
+                diagnostics = torch.stack([pg_loss, v_loss, entropy, approx_kl, clip_frac, grad_norm]).detach()
+                for k, v in zip(DIAGNOSTICS, diagnostics.tolist()):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
                     sums[k] += v
