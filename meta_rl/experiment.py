@@ -80,6 +80,11 @@ def prepare_run(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     resumable keys such as ``total_env_steps`` apply on top). Without it, a run dir that already
     holds ``checkpoints/latest.pt`` (a requeued cluster job) is continued automatically when
     ``auto_resume`` is true, provided the config is the same.
+
+    The overrides applied on top of a ``resume=`` run are the ones Hydra parsed from the
+    command line; called from Python outside a Hydra app there are none, so the saved values
+    are used as they are (set ``total_env_steps`` etc. in the saved config, or continue through
+    ``train.py``). The automatic continuation takes ``cfg``'s resumable values.
     """
     from meta_rl import checkpoint
     from meta_rl.config import TrainConfig
