@@ -122,6 +122,7 @@ class GRUModelConfig:
     hidden: int = 256
     init_log_std: float = 0.0
     min_log_std: float = -5.0
+    state_dependent_std: bool = False  # log std from the policy head (per state) instead of a parameter
     # false here so that runs saved before this option existed resume and load unchanged;
     # conf/model/gru.yaml sets the default of new runs.
     normalize_inputs: bool = False

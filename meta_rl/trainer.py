@@ -290,6 +290,8 @@ class Trainer:
         self.iteration += 1
         self.env_steps += batch.num_steps
         m = trial_metrics(batch, [self.benchmark.task_class(t) for t in tasks], "train")
+        if "policy_std" in stats:  # a state-dependent std, averaged over the update's samples
+            m["charts/policy_std"] = stats.pop("policy_std")
         m.update({f"losses/{k}": v for k, v in stats.items()})
         m.update({
             "charts/iteration": self.iteration,

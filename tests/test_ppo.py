@@ -79,16 +79,63 @@ def test_penalty_coefficient_adapts():
     assert algo2.state_dict()["kl_coef"] == 0.5
 
 
-@pytest.mark.parametrize("space", [gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(4)])
+@pytest.mark.parametrize("space,state_std", [(gym.spaces.Box(-1, 1, (3,)), False), (gym.spaces.Box(-1, 1, (3,)), True),
+                                             (gym.spaces.Discrete(4), False)])
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_act_gives_the_distributions_log_prob_bit_for_bit(space, deterministic):
-    model = GRUActorCritic(4, space, hidden=8, init_log_std=0.3)
-    out = 3 * torch.randn(5, 2, model.action_dim, generator=torch.Generator().manual_seed(1))
+def test_act_gives_the_distributions_log_prob_bit_for_bit(space, state_std, deterministic):
+    model = GRUActorCritic(4, space, hidden=8, init_log_std=0.3, state_dependent_std=state_std)
+    width = model.policy.out_features
+    out = 3 * torch.randn(5, 2, width, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         action, log_prob = model.act(out, torch.Generator().manual_seed(0), deterministic)
         expected = model.mode(out) if deterministic else model.sample(out, torch.Generator().manual_seed(0))
         assert torch.equal(action, expected)
         assert torch.equal(log_prob, model.distribution(out).log_prob(action))
+
+
+def test_state_dependent_std_starts_at_init_and_is_learned_per_state():
+    space = gym.spaces.Box(-1, 1, (2,))
+    torch.manual_seed(0)
+    model = GRUActorCritic(4, space, hidden=8, init_log_std=-0.5, state_dependent_std=True)
+    assert model.log_std is None and model.policy.out_features == 4
+    x = torch.randn(6, 3, 4)
+    out, _, _ = model(x, model.initial_state(3))
+    mean, std = model.mean_std(out)
+    assert mean.shape == std.shape == (6, 3, 2)
+    # the log-std half of the head starts at init_log_std up to its small initial weights
+    assert torch.allclose(std, torch.full_like(std, math.exp(-0.5)), rtol=0.05)
+    assert torch.equal(model.mode(out), mean)
+    # fitting "std 0.2 at t=0, 1.0 at t=5" makes the std differ between states
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        out, _, _ = model(x, model.initial_state(3))
+        _, std = model.mean_std(out)
+        loss = (std[0] - 0.2).pow(2).mean() + (std[5] - 1.0).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, std = model.mean_std(model(x, model.initial_state(3))[0])
+    assert std[0].max() < 0.5 < 0.8 < std[5].min()
+    assert std.min() >= math.exp(model.min_log_std) - 1e-7
+
+
+def test_state_dependent_std_update_reports_the_mean_std():
+    bench = ScriptedBenchmark(episode_length=5, episodes_per_trial=2, meta_batch_size=4)
+    torch.manual_seed(0)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=16,
+                           init_log_std=-1.0, state_dependent_std=True)
+    col = TrialCollector(bench.make_env(4), model, 3, bench.action_space, 5, 2, bench.reward_scale,
+                         chunk_length=5, generator=torch.Generator().manual_seed(0))
+    batch = col.collect([0, 1, 2, 3])
+    algo = PPOClip(model, lr=3e-3, epochs=2, num_minibatches=2, chunk_length=5)
+    before = _surrogate(model, batch, algo)
+    stats = algo.update(batch, torch.Generator().manual_seed(0))
+    assert _surrogate(model, batch, algo) < before - 1e-3
+    assert stats["policy_std"] == pytest.approx(math.exp(-1.0), rel=0.1)
+    # the parameter-std model reports no such diagnostic (its std is logged from the parameter)
+    model2, batch2 = _batch()
+    assert "policy_std" not in PPOClip(model2, epochs=1, num_minibatches=1, chunk_length=5).update(batch2)
 
 
 def test_discrete_policy_update_runs():

@@ -173,7 +173,9 @@ class PPOClip:
         h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
         n_seq = x.shape[1]
         mb_size = max(1, n_seq // self.num_minibatches)
-        sums = dict.fromkeys(DIAGNOSTICS, 0.0)
+        # A state-dependent std is a function of the data: report its mean over the samples.
+        keys = DIAGNOSTICS + (("policy_std",) if getattr(model, "state_std", False) else ())
+        sums = dict.fromkeys(keys, 0.0)
         n = 0
         for _ in range(self.epochs):
             perm = torch.randperm(n_seq, generator=generator).to(x.device)
@@ -196,8 +198,10 @@ class PPOClip:
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
                 # One read-back per minibatch (one device sync on a GPU), in the order of DIAGNOSTICS.
-                diagnostics = torch.stack([pg_loss, v_loss, entropy, approx_kl, clip_frac, grad_norm]).detach()
-                for k, v in zip(DIAGNOSTICS, diagnostics.tolist()):
+                diagnostics = [pg_loss, v_loss, entropy, approx_kl, clip_frac, grad_norm]
+                if len(keys) > len(DIAGNOSTICS):
+                    diagnostics.append(dist.base_dist.scale.mean())
+                for k, v in zip(keys, torch.stack(diagnostics).detach().tolist()):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
                     sums[k] += v

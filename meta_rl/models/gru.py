@@ -23,8 +23,12 @@ class GRUActorCritic(nn.Module):
         input_dim: RL² input size (see ``meta_rl.rl2.input_dim``).
         action_space: the benchmark's action space.
         hidden: GRU hidden size.
-        init_log_std: initial log standard deviation of the Gaussian policy (state-independent).
+        init_log_std: initial log standard deviation of the Gaussian policy.
         min_log_std: lower bound on the log std, so exploration never collapses to zero.
+        state_dependent_std: the log std is a second output of the policy head (a function of
+            the hidden state, so the policy can be precise in one state and explore in another)
+            instead of one learned parameter per action dim. The head's output is then
+            ``[mean, log_std]`` (``2A`` wide); its log-std half starts at ``init_log_std``.
         normalize_inputs: standardise the inputs with running statistics of the collected
             data (:meth:`update_input_stats`) before the GRU; clipped to ±``input_clip``.
         input_mask: which input dims are standardised (default: all); the RL² layout's mask
@@ -39,6 +43,7 @@ class GRUActorCritic(nn.Module):
         hidden: int = 256,
         init_log_std: float = 0.0,
         min_log_std: float = -5.0,
+        state_dependent_std: bool = False,
         normalize_inputs: bool = False,
         input_mask=None,
         input_clip: float = 10.0,
@@ -48,12 +53,16 @@ class GRUActorCritic(nn.Module):
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         self.hidden = hidden
         self.min_log_std = min_log_std
+        self.state_std = bool(state_dependent_std) and not self.discrete
         self.gru = nn.GRU(input_dim, hidden)
-        self.policy = nn.Linear(hidden, self.action_dim)
+        self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
         self.value = nn.Linear(hidden, 1)
-        self.log_std = None if self.discrete else nn.Parameter(torch.full((self.action_dim,), float(init_log_std)))
+        param_std = not (self.discrete or self.state_std)
+        self.log_std = nn.Parameter(torch.full((self.action_dim,), float(init_log_std))) if param_std else None
         nn.init.orthogonal_(self.policy.weight, 0.01)
         nn.init.zeros_(self.policy.bias)
+        if self.state_std:
+            nn.init.constant_(self.policy.bias[self.action_dim :], float(init_log_std))
         nn.init.orthogonal_(self.value.weight, 1.0)
         nn.init.zeros_(self.value.bias)
         self.normalize_inputs = normalize_inputs
@@ -130,12 +139,19 @@ class GRUActorCritic(nn.Module):
             out = torch.cat(outs)
         return self.policy(out), self.value(out).squeeze(-1), h
 
+    def mean_std(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian's mean ``[..., A]`` and std (``[..., A]``, or ``[A]`` for a parameter std)."""
+        if self.state_std:
+            mean, log_std = policy_out.split(self.action_dim, -1)
+            return mean, log_std.clamp(min=self.min_log_std).exp()
+        return policy_out, self.log_std.clamp(min=self.min_log_std).exp()
+
     def distribution(self, policy_out: torch.Tensor):
         """The action distribution for head outputs ``[..., A]`` (log_prob/entropy summed over dims)."""
         if self.discrete:
             return Categorical(logits=policy_out)
-        std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(policy_out)
-        return Independent(Normal(policy_out, std), 1)
+        mean, std = self.mean_std(policy_out)
+        return Independent(Normal(mean, std.expand_as(mean)), 1)
 
     def act(
         self, policy_out: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
@@ -150,8 +166,8 @@ class GRUActorCritic(nn.Module):
         if self.discrete:
             logp = policy_out - policy_out.logsumexp(-1, keepdim=True)  # Categorical's normalised logits
             return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        std = self.log_std.clamp(min=self.min_log_std).exp()  # Normal.log_prob, summed like Independent
-        logp = -((action - policy_out) ** 2) / (2 * std**2) - std.log() - math.log(math.sqrt(2 * math.pi))
+        mean, std = self.mean_std(policy_out)  # Normal.log_prob, summed like Independent
+        logp = -((action - mean) ** 2) / (2 * std**2) - std.log() - math.log(math.sqrt(2 * math.pi))
         return action, logp.sum(-1)
 
     def sample(self, policy_out: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -164,10 +180,10 @@ class GRUActorCritic(nn.Module):
         if self.discrete:
             probs = torch.softmax(policy_out, -1).reshape(-1, self.action_dim).to("cpu")
             return torch.multinomial(probs, 1, generator=generator).view(policy_out.shape[:-1]).to(device)
-        std = self.log_std.clamp(min=self.min_log_std).exp()
-        noise = torch.randn(policy_out.shape, generator=generator).to(device)
-        return policy_out + std * noise
+        mean, std = self.mean_std(policy_out)
+        noise = torch.randn(mean.shape, generator=generator).to(device)
+        return mean + std * noise
 
     def mode(self, policy_out: torch.Tensor) -> torch.Tensor:
         """Deterministic action: the Gaussian mean or the most likely discrete action."""
-        return policy_out.argmax(-1) if self.discrete else policy_out
+        return policy_out.argmax(-1) if self.discrete else self.mean_std(policy_out)[0]
