@@ -314,6 +314,42 @@ def validate(cfg: DictConfig):
         raise ConfigError(msg) from e
 
 
+def with_schema_defaults(config: dict) -> dict:
+    """A saved config completed with the schema defaults of keys added since it was saved.
+
+    A run saved before an option existed ran as that option's schema default (the schemas
+    keep old behaviour as the default for that reason), so continuing it under current code
+    must not count the new key as a change of config. Groups are matched to their schema by
+    ``_target_``; keys the saved config has are left as they are.
+    """
+    from dataclasses import MISSING as NO_DEFAULT, fields, is_dataclass
+
+    def defaults(cls) -> dict:
+        out = {}
+        for f in fields(cls):
+            if f.default is not NO_DEFAULT:
+                value = f.default
+            elif f.default_factory is not NO_DEFAULT:
+                value = f.default_factory()
+            else:
+                continue
+            if value is MISSING or isinstance(value, str) and value.startswith("${"):
+                continue
+            out[f.name] = OmegaConf.to_container(OmegaConf.structured(value)) if is_dataclass(value) else value
+        return out
+
+    groups = [MetaWorldEnvConfig, BanditEnvConfig, TabularMDPEnvConfig, GRUModelConfig, PPOConfig, PPOPenaltyConfig]
+    by_target = {defaults(cls).get("_target_"): cls for cls in groups}
+    done = dict(config)
+    for key, value in defaults(TrainConfig).items():
+        done.setdefault(key, value)
+    for key in ("env", "model", "algo"):
+        group = done.get(key)
+        if isinstance(group, dict) and group.get("_target_") in by_target:
+            done[key] = {**defaults(by_target[group["_target_"]]), **group}
+    return done
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent; safe before every compose)."""
     cs = ConfigStore.instance()

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from meta_rl import rl2
-from meta_rl.config import ConfigError, validate
+from meta_rl.config import ConfigError, validate, with_schema_defaults
 
 
 def seed_everything(seed: int) -> None:
@@ -92,17 +92,17 @@ def prepare_run(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     if cfg.resume:
         path, run_dir = resolve_checkpoint(cfg.resume, "latest")
         state = checkpoint.load(path)
-        saved = OmegaConf.create(state["config"])
-        run_cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(_command_line_overrides()))
+        saved = with_schema_defaults(state["config"])
+        run_cfg = OmegaConf.merge(OmegaConf.create(saved), OmegaConf.from_dotlist(_command_line_overrides()))
         run_cfg.run_dir, run_cfg.resume = run_dir, None
-        changes = config_changes(state["config"], OmegaConf.to_container(run_cfg, resolve=True))
+        changes = config_changes(saved, OmegaConf.to_container(run_cfg, resolve=True))
         if changes:
             raise ConfigError(f"resume cannot change {changes[0]}; start a new run for a different config")
         return OmegaConf.merge(OmegaConf.structured(TrainConfig), run_cfg), state
     latest = os.path.join(cfg.run_dir, "checkpoints", "latest.pt")
     if cfg.auto_resume and os.path.isfile(latest):
         state = checkpoint.load(latest)
-        changes = config_changes(state["config"], resolved_config(cfg))
+        changes = config_changes(with_schema_defaults(state["config"]), resolved_config(cfg))
         if changes:
             raise ConfigError(f"run dir {cfg.run_dir} holds a checkpoint of another config ({changes[0]}); "
                               f"use a new run dir, or auto_resume=false")

@@ -312,3 +312,41 @@ def test_stop_during_an_evaluation_keeps_the_iteration_and_resume_redoes_the_eva
     assert final["iteration"] == 3 and final["pending_metrics"] is None
     for name, t in reference["model"].items():
         assert torch.equal(final["model"][name], t), name
+
+
+def _drop_saved_key(path, group, key):
+    """Rewrite a checkpoint as if it had been saved before ``group.key`` existed."""
+    state = checkpoint.load(str(path))
+    del state["config"][group][key]
+    torch.save(state, str(path))
+
+
+def test_runs_saved_before_an_option_existed_continue(make_cfg, tmp_path):
+    """A checkpoint whose config lacks an option added since (here model.state_dependent_std)
+    continues, by auto-resume and by resume=, as that option's schema default; changing the
+    option on resume is still refused."""
+    from meta_rl.config import ConfigError
+
+    args = [*FAST, "total_env_steps=800", "model.hidden=16"]
+    run = tmp_path / "old"
+    train(make_cfg(*args, run_dir=str(run)))
+    latest = run / "checkpoints" / "latest.pt"
+    _drop_saved_key(latest, "model", "state_dependent_std")
+
+    train(make_cfg(*[a for a in args if not a.startswith("total_env_steps")], "total_env_steps=1200",
+                   run_dir=str(run)))  # auto-resume: the same config once completed with the default
+    assert checkpoint.load(str(latest))["iteration"] == 3
+
+    _drop_saved_key(latest, "model", "state_dependent_std")
+    result = cli("train.py", f"resume={run}", "total_env_steps=1600", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert checkpoint.load(str(latest))["iteration"] == 4
+
+    _drop_saved_key(latest, "model", "state_dependent_std")
+    result = cli("train.py", f"resume={run}", "total_env_steps=2000", "model.state_dependent_std=true", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "config error: resume cannot change model.state_dependent_std: False -> True; "
+        "start a new run for a different config")
+    with pytest.raises(ConfigError, match="holds a checkpoint of another config"):
+        train(make_cfg(*args, "total_env_steps=2000", "model.state_dependent_std=true", run_dir=str(run)))
