@@ -157,6 +157,8 @@ class PPOConfig:
     normalize_advantages: bool = True
     normalize_values: bool = True
     baseline: str = "critic"
+    lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
+    entropy_coef_final: Optional[float] = None  # linear schedule entropy_coef → this (null: constant)
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -164,6 +166,10 @@ class PPOConfig:
         _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
                   chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
         _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef)
+        if self.lr_final is not None:
+            _non_negative("algo", lr_final=self.lr_final)
+        if self.entropy_coef_final is not None:
+            _non_negative("algo", entropy_coef_final=self.entropy_coef_final)
         for key in ("gamma", "gae_lambda"):
             v = getattr(self, key)
             if not 0.0 <= v <= 1.0:

@@ -283,6 +283,8 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
+        if hasattr(self.algo, "set_progress"):  # schedules follow the iteration count (resumable)
+            self.algo.set_progress(self.iteration / self.num_iterations)
         stats = self.algo.update(batch, self.update_gen)
         if hasattr(self.model, "update_input_stats"):  # after the update: one standardisation per iteration
             self.model.update_input_stats(batch.inputs)

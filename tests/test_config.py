@@ -72,6 +72,7 @@ def test_command_line_overrides_reach_objects(make_cfg):
         ("model.hidden=-4", "model.hidden=-4 must be > 0"),
         ("algo.gamma=1.5", "algo.gamma=1.5 must lie in [0, 1]"),
         ("algo.chunk_length=300", "algo.chunk_length=300 must divide the trial length"),
+        ("algo.lr_final=-0.1", "algo.lr_final=-0.1 must be >= 0"),
         ("total_env_steps=0", "total_env_steps=0 must be > 0"),
         ("device=tpu", "device=tpu is unknown"),
     ],

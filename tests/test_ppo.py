@@ -225,3 +225,23 @@ def test_normalized_critic_learns_normalised_returns():
     assert "value_norm" in algo.state_dict()
     assert PPOClip(model, normalize_values=False).value_norm is None
     assert PPOClip(model, baseline="linear").value_norm is None
+
+
+def test_linear_schedules_of_lr_and_entropy_coef():
+    model, batch = _batch()
+    algo = PPOClip(model, lr=1e-2, lr_final=0.0, entropy_coef=0.03, entropy_coef_final=0.01, epochs=1,
+                   num_minibatches=1, chunk_length=5)
+    algo.set_progress(0.0)
+    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and algo.entropy_coef == pytest.approx(0.03)
+    algo.set_progress(0.75)
+    stats = algo.update(batch)
+    assert stats["lr"] == pytest.approx(2.5e-3) and stats["entropy_coef"] == pytest.approx(0.015)
+    # an optimiser state loaded from a checkpoint does not bring back an old lr: set_progress wins
+    algo.optimizer.load_state_dict(PPOClip(model, lr=1.0).optimizer.state_dict())
+    algo.set_progress(0.5)
+    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)
+    # constant by default: no schedule, no extra diagnostics
+    plain = PPOClip(model, lr=1e-2, entropy_coef=0.03, epochs=1, num_minibatches=1, chunk_length=5)
+    plain.set_progress(0.9)
+    assert plain.optimizer.param_groups[0]["lr"] == 1e-2 and plain.entropy_coef == 0.03
+    assert "lr" not in plain.update(batch)

@@ -93,3 +93,15 @@ def test_cli_bad_value_one_line_error(tmp_path):
     p = run_cli("debug=smoke", "env.meta_batch_size=15", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("config error: env.meta_batch_size=15 must be a multiple")
+
+
+def test_schedules_follow_the_iteration_count(make_cfg, tmp_path):
+    """lr and entropy_coef decay linearly over the run's iterations (a function of the iteration
+    count, which a checkpoint restores), and are logged."""
+    args = ["experiment=rl2_bandit_k2_n10", "total_env_steps=10000", "env.meta_batch_size=250", "eval.every=0",
+            "eval.final=false", "algo.lr_final=0.0", "algo.entropy_coef_final=0.002"]
+    train(make_cfg(*args, run_dir=str(tmp_path)))  # 4 iterations of 2,500 steps
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["losses/lr"]) for r in rows] == pytest.approx([1e-2 * (1 - i / 4) for i in range(4)])
+    assert [float(r["losses/entropy_coef"]) for r in rows] == pytest.approx([0.01 - 0.008 * i / 4 for i in range(4)])

@@ -99,6 +99,9 @@ class PPOClip:
             ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
             paper; the value head is then neither used nor trained).
         reward_scale: multiplies env rewards before GAE (set from the benchmark).
+        lr_final, entropy_coef_final: when set, ``lr`` / ``entropy_coef`` go linearly from their
+            value at the start of training to this one at the end (:meth:`set_progress`,
+            called by the trainer before each update); ``None`` keeps them constant.
     """
 
     def __init__(
@@ -120,6 +123,8 @@ class PPOClip:
         normalize_values: bool = True,
         baseline: str = "critic",
         reward_scale: float = 1.0,
+        lr_final: float | None = None,
+        entropy_coef_final: float | None = None,
     ) -> None:
         if baseline not in ("critic", "linear"):
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
@@ -130,9 +135,20 @@ class PPOClip:
         self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
         self.reward_scale = reward_scale
+        self.lr_start, self.lr_final = lr, lr_final
+        self.entropy_coef_start, self.entropy_coef_final = entropy_coef, entropy_coef_final
         self.baseline = LinearFeatureBaseline() if baseline == "linear" else None
         self.value_norm = ValueNormalizer() if normalize_values and self.baseline is None else None
         self.interrupt = None  # optional callable checked every minibatch (raises to stop)
+
+    def set_progress(self, fraction: float) -> None:
+        """Set the scheduled values for an update at ``fraction`` ∈ [0, 1) of the training run."""
+        if self.lr_final is not None:
+            lr = self.lr_start + (self.lr_final - self.lr_start) * fraction
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if self.entropy_coef_final is not None:
+            self.entropy_coef = self.entropy_coef_start + (self.entropy_coef_final - self.entropy_coef_start) * fraction
 
     def policy_loss(self, logratio, advantages):
         """``(loss, clip_fraction, approx_kl)`` of the policy term for one minibatch."""
@@ -212,6 +228,10 @@ class PPOClip:
                 raise NumericalError(f"non-finite parameter {name} after the update")
         stats = {k: v / n for k, v in sums.items()}
         stats["explained_variance"] = explained_var
+        if self.lr_final is not None:
+            stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.entropy_coef_final is not None:
+            stats["entropy_coef"] = self.entropy_coef
         stats.update(self.after_update(stats["approx_kl"]))
         return stats
 
