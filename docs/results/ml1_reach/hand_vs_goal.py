@@ -13,18 +13,25 @@ from meta_rl.experiment import build_benchmark, build_model
 from meta_rl.evaluation import evaluation_tasks
 from meta_rl.rollout import TrialCollector
 
-if __name__ == "__main__":
+
+def test_trials(path: str, num_goals: int):
+    """``(model, batch, goals [B, 3])``: one trial (sampled actions, action seed 0) on each of the
+    first ``num_goals`` test goals of the ML1 run whose checkpoint is ``path``, in process."""
     torch.set_num_threads(1)
-    state = checkpoint.load(sys.argv[1])
+    state = checkpoint.load(path)
     cfg = OmegaConf.create(state["config"]); cfg.env.num_workers = 0
     bench = build_benchmark(cfg); model = build_model(cfg, bench); model.load_state_dict(state["model"]); model.eval()
-    tasks = evaluation_tasks(bench, "test", 50)[:20]
+    tasks = evaluation_tasks(bench, "test", 50)[:num_goals]
     env = bench.make_env(len(tasks))
     col = TrialCollector(env, model, 39, bench.action_space, 500, 10, bench.reward_scale,
                          generator=torch.Generator().manual_seed(0))
-    b = col.collect(tasks)
-    goals = np.array([e._target_pos for e in env._envs])            # [B, 3]
-    hand = b.inputs[..., :3].numpy().reshape(10, 500, len(tasks), 3)   # [E, t, B, 3] (hand pos obs)
+    batch = col.collect(tasks)
+    return model, batch, np.array([e._target_pos for e in env._envs])
+
+
+if __name__ == "__main__":
+    _, b, goals = test_trials(sys.argv[1], 20)
+    hand = b.inputs[..., :3].numpy().reshape(10, 500, len(goals), 3)   # [E, t, B, 3] (hand pos obs)
     last = hand[:, -100:].mean(1)                                    # [E, B, 3]
     d = np.linalg.norm(last - goals[None], axis=-1)                  # [E, B]
     mind = np.linalg.norm(hand - goals[None, None], axis=-1).min(1)  # [E, B] closest approach

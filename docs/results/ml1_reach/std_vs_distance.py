@@ -8,25 +8,14 @@ std too (then it is the same at every step). Produced the numbers of "A per-stat
 docs/results.md.
 """
 import sys, numpy as np, torch
-from omegaconf import OmegaConf
-from meta_rl import checkpoint
-from meta_rl.experiment import build_benchmark, build_model
-from meta_rl.evaluation import evaluation_tasks
-from meta_rl.rollout import TrialCollector
+from hand_vs_goal import test_trials  # this script's directory is on sys.path
+
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    state = checkpoint.load(sys.argv[1])
-    cfg = OmegaConf.create(state["config"]); cfg.env.num_workers = 0
-    bench = build_benchmark(cfg); model = build_model(cfg, bench); model.load_state_dict(state["model"]); model.eval()
-    tasks = evaluation_tasks(bench, "test", 50)[:10]
-    env = bench.make_env(len(tasks))
-    col = TrialCollector(env, model, 39, bench.action_space, 500, 10, bench.reward_scale, generator=torch.Generator().manual_seed(0))
-    b = col.collect(tasks)
-    goals = np.array([e._target_pos for e in env._envs])
+    model, b, goals = test_trials(sys.argv[1], 10)
     hand = b.inputs[..., :3].numpy()                       # [T, B, 3]
     d = np.linalg.norm(hand - goals[None], axis=-1)         # [T, B]
     with torch.no_grad():
-        out, _, _ = model(b.inputs, model.initial_state(len(tasks)))
+        out, _, _ = model(b.inputs, model.initial_state(len(goals)))
         mean, std = model.mean_std(out)
     s = std.expand_as(mean).mean(-1).numpy()                # [T, B]
     for lo, hi in ((0, .05), (.05, .07), (.07, .10), (.10, .15), (.15, 1)):
