@@ -14,7 +14,7 @@ from meta_rl.evaluation import evaluation_tasks
 from meta_rl.rollout import TrialCollector
 
 
-def test_trials(path: str, num_goals: int):
+def collect_test_trials(path: str, num_goals: int):
     """``(model, batch, goals [B, 3])``: one trial (sampled actions, action seed 0) on each of the
     first ``num_goals`` test goals of the ML1 run whose checkpoint is ``path``, in process."""
     torch.set_num_threads(1)
@@ -30,7 +30,7 @@ def test_trials(path: str, num_goals: int):
 
 
 if __name__ == "__main__":
-    _, b, goals = test_trials(sys.argv[1], 20)
+    _, b, goals = collect_test_trials(sys.argv[1], 20)
     hand = b.inputs[..., :3].numpy().reshape(10, 500, len(goals), 3)   # [E, t, B, 3] (hand pos obs)
     last = hand[:, -100:].mean(1)                                    # [E, B, 3]
     d = np.linalg.norm(last - goals[None], axis=-1)                  # [E, B]

@@ -8,10 +8,10 @@ std too (then it is the same at every step). Produced the numbers of "A per-stat
 docs/results.md.
 """
 import sys, numpy as np, torch
-from hand_vs_goal import test_trials  # this script's directory is on sys.path
+from hand_vs_goal import collect_test_trials  # this script's directory is on sys.path
 
 if __name__ == "__main__":
-    model, b, goals = test_trials(sys.argv[1], 10)
+    model, b, goals = collect_test_trials(sys.argv[1], 10)
     hand = b.inputs[..., :3].numpy()                       # [T, B, 3]
     d = np.linalg.norm(hand - goals[None], axis=-1)         # [T, B]
     with torch.no_grad():
