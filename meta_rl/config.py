@@ -320,6 +320,17 @@ def validate(cfg: DictConfig):
         raise ConfigError(msg) from e
 
 
+# The schemas of the env, model and algo groups: (group, ConfigStore name, dataclass).
+GROUP_SCHEMAS = (
+    ("env", "metaworld_schema", MetaWorldEnvConfig),
+    ("env", "bandit_schema", BanditEnvConfig),
+    ("env", "tabular_mdp_schema", TabularMDPEnvConfig),
+    ("model", "gru_schema", GRUModelConfig),
+    ("algo", "ppo_schema", PPOConfig),
+    ("algo", "ppo_kl_schema", PPOPenaltyConfig),
+)
+
+
 def with_schema_defaults(config: dict) -> dict:
     """A saved config completed with the schema defaults of keys added since it was saved.
 
@@ -344,8 +355,7 @@ def with_schema_defaults(config: dict) -> dict:
             out[f.name] = OmegaConf.to_container(OmegaConf.structured(value)) if is_dataclass(value) else value
         return out
 
-    groups = [MetaWorldEnvConfig, BanditEnvConfig, TabularMDPEnvConfig, GRUModelConfig, PPOConfig, PPOPenaltyConfig]
-    by_target = {defaults(cls).get("_target_"): cls for cls in groups}
+    by_target = {defaults(cls)["_target_"]: cls for _, _, cls in GROUP_SCHEMAS}
     done = dict(config)
     for key, value in defaults(TrainConfig).items():
         done.setdefault(key, value)
@@ -361,12 +371,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(group="env", name="metaworld_schema", node=MetaWorldEnvConfig)
-    cs.store(group="env", name="bandit_schema", node=BanditEnvConfig)
-    cs.store(group="env", name="tabular_mdp_schema", node=TabularMDPEnvConfig)
-    cs.store(group="model", name="gru_schema", node=GRUModelConfig)
-    cs.store(group="algo", name="ppo_schema", node=PPOConfig)
-    cs.store(group="algo", name="ppo_kl_schema", node=PPOPenaltyConfig)
+    for group, name, node in GROUP_SCHEMAS:
+        cs.store(group=group, name=name, node=node)
     cs.store(group="logger", name="csv_schema", node=CSVLoggerConfig)
     from meta_rl.loggers.schemas import register as register_logger_schemas
 

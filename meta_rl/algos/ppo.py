@@ -190,7 +190,8 @@ class PPOClip:
         n_seq = x.shape[1]
         mb_size = max(1, n_seq // self.num_minibatches)
         # A state-dependent std is a function of the data: report its mean over the samples.
-        keys = DIAGNOSTICS + (("policy_std",) if getattr(model, "state_std", False) else ())
+        report_std = getattr(model, "state_std", False)
+        keys = DIAGNOSTICS + (("policy_std",) if report_std else ())
         sums = dict.fromkeys(keys, 0.0)
         n = 0
         for _ in range(self.epochs):
@@ -215,7 +216,7 @@ class PPOClip:
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
                 # One read-back per minibatch (one device sync on a GPU), in the order of DIAGNOSTICS.
                 diagnostics = [pg_loss, v_loss, entropy, approx_kl, clip_frac, grad_norm]
-                if len(keys) > len(DIAGNOSTICS):
+                if report_std:
                     diagnostics.append(dist.base_dist.scale.mean())
                 for k, v in zip(keys, torch.stack(diagnostics).detach().tolist()):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
