@@ -8,6 +8,8 @@ Measured in one run, on one machine:
 
 (a) raw: Meta-World ML10 stepped with random actions in one process through
     ``gymnasium.make_vec("Meta-World/ML10-train", vector_strategy="sync")`` — the reference;
+(a2) the env each of our env workers steps (same classes, tasks and actions, in one process:
+    Meta-World's envs with the bit-identical faster pieces of ``meta_rl.envs.metaworld_fast``);
 (b) collection: our rollout (policy inference + env stepping + buffer writes), env-steps/s;
 (c) training: whole iterations (collection + PPO update), env-steps/s;
 (d) the update's share of iteration time;
@@ -58,6 +60,32 @@ def raw_stepping_rate(num_envs: int, steps: int, episode_length: int, seed: int 
         n += num_envs
     rate = n / (time.perf_counter() - t0)
     envs.close()
+    return rate
+
+
+def env_stepping_rate(num_envs: int, steps: int, episode_length: int, seed: int = 0) -> float:
+    """(a2) the env an env worker steps (``MetaWorldTrialEnv``: Meta-World's classes with the
+    bit-identical faster pieces of ``meta_rl.envs.metaworld_fast``) on ML10-train tasks, one
+    process, random actions, a reset every ``episode_length`` steps; env-steps/s."""
+    from meta_rl.envs.metaworld import MetaWorldBenchmark, MetaWorldSlice
+
+    ml10 = MetaWorldBenchmark("ML10", meta_batch_size=10, benchmark_seed=seed)
+    env = MetaWorldSlice(tuple(ml10.class_names("train")))(num_envs)
+    env.set_tasks(ml10.sample_tasks("train", -(-num_envs // 10) * 10, np.random.default_rng(seed))[:num_envs])
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, (steps // num_envs + 1, num_envs, 4)).astype(np.float32)
+    env.reset()
+    for a in actions[:5]:  # warm-up
+        env.step(a)
+    t0 = time.perf_counter()
+    n = 0
+    for i, a in enumerate(actions, start=5):
+        if i % episode_length == 0:
+            env.reset()
+        env.step(a)
+        n += num_envs
+    rate = n / (time.perf_counter() - t0)
+    env.close()
     return rate
 
 
@@ -123,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{cores} cores, torch threads {torch.get_num_threads()}", flush=True)
     raw = raw_stepping_rate(B, raw_steps, H)
     print(f"(a) raw Meta-World stepping, 1 process: {raw:,.0f} steps/s", flush=True)
+    ours_env = env_stepping_rate(B, raw_steps, H)
+    print(f"(a2) our Meta-World env, 1 process: {ours_env:,.0f} steps/s", flush=True)
 
     model = build_model(cfg, bench)
     algo = build_algo(cfg, model, bench)
@@ -179,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "chunk_length": chunk, "iterations": args.iterations, "quick": args.quick,
         "cores": cores, "env_workers": workers, "torch_threads": torch.get_num_threads(),
         "raw_steps_per_s": raw,
+        "env_steps_per_s": ours_env, "env_ratio": ours_env / raw,
         "collect_steps_per_s": collect, "collect_ratio": collect / raw,
         "train_steps_per_s": train_rate, "train_ratio": train_rate / raw,
         "update_share": float(np.median(update_shares)),
@@ -196,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     lines = [
         f"(a) raw stepping (1 process)      {raw:10,.0f} steps/s   1.00x",
+        f"(a2) our env (1 process)         {ours_env:10,.0f} steps/s   {ours_env / raw:.2f}x",
         f"(b) collection ({workers} env workers)   {collect:10,.0f} steps/s   {collect / raw:.2f}x",
         f"(c) training end-to-end           {train_rate:10,.0f} steps/s   {train_rate / raw:.2f}x",
         f"(d) update share of iteration     {result['update_share']:10.1%}",

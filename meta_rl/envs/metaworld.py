@@ -23,6 +23,8 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 
+from meta_rl.envs.metaworld_fast import fast_class
+
 BENCHMARKS = ("ML1", "ML10", "ML45")
 
 
@@ -161,6 +163,9 @@ class MetaWorldSlice:
 class MetaWorldTrialEnv:
     """``num_envs`` Sawyer environments stepped in one process.
 
+    The envs are Meta-World's classes with two slow pieces of Python replaced by
+    bit-identical faster ones (:mod:`meta_rl.envs.metaworld_fast`, 1.4x on ML10's steps).
+
     Each slot keeps one env instance per task class it has seen, so a slot can
     switch class between trials without rebuilding MuJoCo models every trial.
     """
@@ -180,7 +185,7 @@ class MetaWorldTrialEnv:
         for i, task in enumerate(tasks):
             env = self._cache[i].get(task.env_name)
             if env is None:
-                env = self._classes[task.env_name](reward_function_version="v2")
+                env = fast_class(self._classes[task.env_name])(reward_function_version="v2")
                 self._cache[i][task.env_name] = env
             env.set_task(task)
             self._envs[i] = env
