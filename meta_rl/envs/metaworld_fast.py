@@ -27,7 +27,12 @@ import inspect
 import types
 
 import numpy as np
-from scipy.spatial.transform import Rotation, _rotation_cy
+from scipy.spatial.transform import Rotation
+
+try:  # scipy's conversion of an orthogonal matrix (private; requirements.txt pins scipy)
+    from scipy.spatial.transform._rotation_cy import _from_matrix_orthogonal
+except ImportError:  # another scipy: always its public path (the same result, not faster)
+    _from_matrix_orthogonal = None
 
 _EYE = np.eye(3)
 
@@ -40,8 +45,9 @@ def quat_from_matrix(matrix: np.ndarray) -> np.ndarray:
     A matrix within 1e-12 everywhere (no rtol) with a positive determinant passes scipy's
     test too, so it takes the same conversion here; everything else is handed to scipy.
     """
-    if (np.abs(matrix @ matrix.T - _EYE) <= 1e-12).all() and np.linalg.det(matrix) > 0:
-        return _rotation_cy._from_matrix_orthogonal(matrix)
+    if (_from_matrix_orthogonal is not None and (np.abs(matrix @ matrix.T - _EYE) <= 1e-12).all()
+            and np.linalg.det(matrix) > 0):
+        return _from_matrix_orthogonal(matrix)
     return Rotation.from_matrix(matrix).as_quat()
 
 
