@@ -8,8 +8,9 @@ Measured in one run, on one machine:
 
 (a) raw: Meta-World ML10 stepped with random actions in one process through
     ``gymnasium.make_vec("Meta-World/ML10-train", vector_strategy="sync")`` — the reference;
-(a2) the env each of our env workers steps (same classes, tasks and actions, in one process:
-    Meta-World's envs with the bit-identical faster pieces of ``meta_rl.envs.metaworld_fast``);
+(a2) the env each of our env workers steps, in one process, on the same ten classes (two envs
+    each, other goals than (a)'s) with random actions: Meta-World's envs with the bit-identical
+    faster pieces of ``meta_rl.envs.metaworld_fast``;
 (b) collection: our rollout (policy inference + env stepping + buffer writes), env-steps/s;
 (c) training: whole iterations (collection + PPO update), env-steps/s;
 (d) the update's share of iteration time;
