@@ -164,7 +164,7 @@ class MetaWorldTrialEnv:
     """``num_envs`` Sawyer environments stepped in one process.
 
     The envs are Meta-World's classes with two slow pieces of Python replaced by
-    bit-identical faster ones (:mod:`meta_rl.envs.metaworld_fast`; 1.3-1.6x the steps per second
+    bit-identical faster ones (:mod:`meta_rl.envs.metaworld_fast`; 1.3-1.7x the steps per second
     on ML10-train in one process, docs/throughput.md).
 
     Each slot keeps one env instance per task class it has seen, so a slot can
