@@ -11,14 +11,16 @@ Measured in one run, on one machine:
 (a2) the env each of our env workers steps, in one process, on the same ten classes (two envs
     each, other goals than (a)'s) with random actions: Meta-World's envs with the bit-identical
     faster pieces of ``meta_rl.envs.metaworld_fast``;
-(b) collection: our rollout (policy inference + env stepping + buffer writes), env-steps/s;
+(b) collection: our rollout (env stepping + policy inference + buffer writes, all in the env
+    workers, which run the policy on their own envs), env-steps/s;
 (c) training: whole iterations (collection + PPO update), env-steps/s;
 (d) the update's share of iteration time;
 (e) peak RSS of the main process and of the env workers, and RSS after each iteration
     (memory must not grow with iterations);
 (f) a bare torch forward+backward of the same network on the same shapes, against our
     update's time per sample-epoch, with the achieved GFLOP/s;
-(g) meta-test evaluation rate (one trial of the full protocol on goals of every test class).
+(g) meta-test evaluation rate (one trial of the full protocol on goals of every test class, after
+    an untimed one on the same goals, as (b) is timed after a warm-up iteration).
 
 Every rate is also printed as a ratio to (a).
 """
@@ -39,6 +41,21 @@ import torch
 
 def _peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # kB on Linux
+
+
+def _workers_peak_mb(env) -> float:
+    """Largest peak RSS (``VmHWM``) of ``env``'s worker processes (0 for an in-process env).
+    The workers are children of the forkserver, not of this process, so ``RUSAGE_CHILDREN``
+    does not see them."""
+    peak = 0.0
+    for p in getattr(env, "_procs", []):
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        peak = max(peak, kb / 1024)
+    return peak
 
 
 def raw_stepping_rate(num_envs: int, steps: int, episode_length: int, seed: int = 0) -> float:
@@ -199,9 +216,13 @@ def main(argv: list[str] | None = None) -> dict:
     # alone made the rate depend on that class's step cost).
     n = evaluator.env.num_envs
     tasks = evaluation_tasks(bench, "test", -(-n // len(bench.class_names("test"))))[:n]
+    # Timed warm, as (b) is: the first call builds the workers' env instances and policy copies
+    # (once per run in training, where the evaluator is reused at every evaluation).
+    evaluator.evaluate(tasks, seed=0)
     t0 = time.perf_counter()
-    r = evaluator.evaluate(tasks, seed=0)
+    r = evaluator.evaluate(tasks, seed=1)
     eval_rate = r["num_env_steps"] / (time.perf_counter() - t0)
+    worker_peak = max(_workers_peak_mb(trainer.env), _workers_peak_mb(evaluator.env))
     evaluator.close()
     trainer.env.close()
 
@@ -225,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bare_gflops": flops / bare / 1e9,
         "eval_steps_per_s": eval_rate, "eval_vs_collect": eval_rate / collect,
         "peak_rss_main_mb": _peak_mb(resource.RUSAGE_SELF),
-        "peak_rss_worker_mb": _peak_mb(resource.RUSAGE_CHILDREN),
+        "peak_rss_worker_mb": worker_peak,
         "rss_after_iteration_mb": rss,
         "rss_growth_mb": rss[-1] - rss[0],
     }

@@ -7,7 +7,9 @@ start and is carried across every episode end inside the trial.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import uuid
 
 import numpy as np
 import torch
@@ -60,35 +62,21 @@ class TrialBatch:
                                             if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
-class _LockStep:
-    """The by-group stepping interface over a synchronous TrialEnv: one group of all envs,
-    stepped by ``step_wait``."""
-
-    def __init__(self, env) -> None:
-        self.env, self.groups = env, (slice(0, env.num_envs),)
-        self.actions = None
-
-    def step_async(self, group: int, actions: np.ndarray) -> None:
-        self.actions = actions
-
-    def step_wait(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.env.step(self.actions)
+_FIELDS = ("inputs", "actions", "log_probs", "values", "rewards", "successes", "hidden")
 
 
 class TrialCollector:
     """Runs trials of a :class:`~meta_rl.envs.base.TrialEnv` with the policy, into preallocated buffers.
 
-    Overlap: when the env can step groups of its envs without waiting (``step_async`` /
-    ``step_wait`` and ``groups``, as :class:`~meta_rl.envs.vector.ProcessTrialEnv` does), the
-    policy runs group by group and each group's step is started as soon as its actions are
-    known, so the policy of one group is computed while the env workers step the other::
-
-        wait G0(t-1) | policy G0(t) | start G0(t) | wait G1(t-1) | policy G1(t) | start G1(t) | ...
-
-    Per env this is the lock-step loop (all envs at once, the path of every other env): the
-    same RL² inputs, hidden-state carry and stored chunk states. What differs is which of the
-    generator's samples go to which env (each group draws its own, in turn) and the rounding
-    of the value head over fewer envs (~1e-7); with the mode as action the batches are equal.
+    In the env workers: when the env can run jobs in worker processes (``run``, as
+    :class:`~meta_rl.envs.vector.ProcessTrialEnv` does), each worker runs the whole trial of
+    its envs with its own copy of the policy (the weights are sent with every ``collect``), and
+    the main process only gathers the results. Workers then never wait for each other nor for
+    the main process, and policy inference spreads over the workers like the env stepping does.
+    Per env this is exactly the loop below; what differs is where the action noise comes from:
+    each worker draws its own stream, seeded from ``generator``, so a seed gives the same
+    batch for the same number of workers (with the mode as action the batch equals the
+    in-process loop's).
 
     Args:
         env: the trial environment (``num_envs`` = B).
@@ -102,8 +90,8 @@ class TrialCollector:
             one step of the meta-batch is too small to gain from threads, and idle OpenMP
             threads spinning between steps take CPU from the env workers (with 2 threads
             collection on 2 cores ran at half the speed; docs/throughput.md).
-        overlap: step the env's groups asynchronously where it supports that (False: always
-            lock-step, the reference the overlapped loop is tested against).
+        in_workers: run the policy in the env's workers where the env supports that (False:
+            step the env from this process, the reference the worker path is tested against).
     """
 
     def __init__(
@@ -118,7 +106,7 @@ class TrialCollector:
         chunk_length: int | None = None,
         generator: torch.Generator | None = None,
         threads: int = 1,
-        overlap: bool = True,
+        in_workers: bool = True,
     ) -> None:
         self.env, self.model, self.generator = env, model, generator
         self.threads = threads
@@ -127,9 +115,13 @@ class TrialCollector:
         self.chunk = min(chunk_length or T, T)
         if T % self.chunk:
             raise ValueError(f"chunk_length={self.chunk} must divide the trial length {T}")
-        self.stepper = env if overlap and hasattr(env, "step_async") else _LockStep(env)
-        self.groups = self.stepper.groups
-        self.rl2 = [RL2Inputs(len(range(*g.indices(B))), obs_dim, action_space, reward_scale) for g in self.groups]
+        self.in_workers = in_workers and hasattr(env, "run")
+        self._spec = dict(obs_dim=obs_dim, action_space=action_space, episode_length=episode_length,
+                          episodes_per_trial=episodes_per_trial, reward_scale=reward_scale, chunk_length=self.chunk,
+                          threads=1)
+        self._workers_ready = False
+        self._key = uuid.uuid4().hex  # names this collector's policy in the workers' caches
+        self.rl2 = RL2Inputs(B, obs_dim, action_space, reward_scale)
         self.low = getattr(action_space, "low", None)
         self.high = getattr(action_space, "high", None)
         self.device = model.value.weight.device
@@ -138,7 +130,7 @@ class TrialCollector:
         # The loop writes through numpy views of CPU tensors (much cheaper per call than tensor
         # indexing); the batch is moved to the model's device at the end if that is not the CPU.
         self.buf = TrialBatch(
-            inputs=torch.zeros(T, B, self.rl2[0].dim),
+            inputs=torch.zeros(T, B, self.rl2.dim),
             actions=torch.zeros(act_shape, dtype=torch.int64 if self.discrete else torch.float32),
             log_probs=torch.zeros(T, B),
             values=torch.zeros(T, B),
@@ -150,8 +142,7 @@ class TrialCollector:
             episodes_per_trial=self.E,
         )
         self.buf.episode_end.view(self.E, self.H)[:, -1] = True
-        self._np = {f: getattr(self.buf, f).numpy() for f in ("inputs", "actions", "log_probs", "values", "rewards",
-                                                             "successes", "hidden")}
+        self._np = {f: getattr(self.buf, f).numpy() for f in _FIELDS}
         self.interrupt = None  # optional callable checked every step (raises to stop)
 
     def collect(self, tasks, explore_episodes: int | None = None) -> TrialBatch:
@@ -160,57 +151,87 @@ class TrialCollector:
         Actions are sampled in the first ``explore_episodes`` episodes (all, if None) and
         the distribution's mode is taken afterwards (meta-test evaluation episodes).
         """
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            self._collect(tasks, explore_episodes)
-        finally:
-            torch.set_num_threads(threads)
+        if self.in_workers:
+            self._collect_in_workers(list(tasks), explore_episodes)
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                self._collect(tasks, explore_episodes)
+            finally:
+                torch.set_num_threads(threads)
         return self.buf if self.device.type == "cpu" else self.buf.to(self.device)
 
     @torch.inference_mode()
     def _collect(self, tasks, explore_episodes: int | None) -> None:
-        env, stepper, model, gen, interrupt = self.env, self.stepper, self.model, self.generator, self.interrupt
-        groups, rl2, b = self.groups, self.rl2, self._np
+        env, model, gen, interrupt, rl2, b = self.env, self.model, self.generator, self.interrupt, self.rl2, self._np
         H, chunk, dev = self.H, self.chunk, self.device
         discrete, low, high = self.discrete, self.low, self.high
         env.set_tasks(tasks)
-        for r in rl2:
-            r.start_trial()
-        h = [model.initial_state(r.num_envs) for r in rl2]
-        actions = [None] * len(groups)  # the executed actions of each group's step in flight
+        rl2.start_trial()
+        h = model.initial_state(env.num_envs)
         t = 0
         for episode in range(self.E):
             deterministic = explore_episodes is not None and episode >= explore_episodes
             obs = env.reset()
-            obs = [obs[g] for g in groups]
             for k in range(H):
                 if interrupt is not None:
                     interrupt()
-                for i, g in enumerate(groups):
-                    if k:
-                        obs[i] = self._finish(i, t - 1, actions[i], episode_done=False)
-                    if t % chunk == 0:
-                        b["hidden"][t // chunk, g] = h[i][0].cpu().numpy()
-                    x = rl2[i].build(obs[i])
-                    b["inputs"][t, g] = x
-                    out, value, h[i] = model(torch.from_numpy(x).to(dev).unsqueeze(0), h[i])
-                    action, log_prob = model.act(out[0], gen, deterministic)
-                    a = b["actions"][t, g]
-                    a[...] = action.cpu().numpy()
-                    b["log_probs"][t, g] = log_prob.cpu().numpy()
-                    b["values"][t, g] = value[0].cpu().numpy()
-                    actions[i] = a if discrete else np.clip(a, low, high)
-                    stepper.step_async(i, actions[i])
+                if t % chunk == 0:
+                    b["hidden"][t // chunk] = h[0].cpu().numpy()
+                x = rl2.build(obs)
+                b["inputs"][t] = x
+                out, value, h = model(torch.from_numpy(x).to(dev).unsqueeze(0), h)
+                action, log_prob = model.act(out[0], gen, deterministic)
+                a = b["actions"][t]
+                a[...] = action.cpu().numpy()
+                b["log_probs"][t] = log_prob.cpu().numpy()
+                b["values"][t] = value[0].cpu().numpy()
+                executed = a if discrete else np.clip(a, low, high)
+                obs, reward, success = env.step(executed)
+                b["rewards"][t] = reward
+                b["successes"][t] = success
+                rl2.record(executed, reward, k == H - 1)
                 t += 1
-            for i in range(len(groups)):
-                self._finish(i, t - 1, actions[i], episode_done=True)
 
-    def _finish(self, i: int, t: int, action: np.ndarray, episode_done: bool) -> np.ndarray:
-        """Wait for group ``i``'s step ``t``; store its results and return its observations."""
-        g, b = self.groups[i], self._np
-        obs, reward, success = self.stepper.step_wait(i)
-        b["rewards"][t, g] = reward
-        b["successes"][t, g] = success
-        self.rl2[i].record(action, reward, episode_done)
-        return obs
+    def _collect_in_workers(self, tasks: list, explore_episodes: int | None) -> None:
+        env, W = self.env, self.env.num_workers
+        # One seed per worker from this collector's stream: the batch depends on the seed and
+        # the number of workers only, not on timing.
+        seeds = torch.randint(0, 2**62, (W,), generator=self.generator).tolist()
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        setup = None
+        if not self._workers_ready:
+            policy = copy.deepcopy(self.model).to("cpu")
+            setup = (policy, self._spec)
+        jobs = [_CollectJob(self._key, setup, state, tasks[rows], explore_episodes, seed)
+                for rows, seed in zip(env.rows, seeds)]
+        results = env.run(jobs, tasks=tasks, poll=self.interrupt, during="collect")
+        self._workers_ready = True
+        for rows, result in zip(env.rows, results):
+            for f in _FIELDS:
+                self._np[f][:, rows] = result[f]
+
+
+class _CollectJob:
+    """One env worker's share of :meth:`TrialCollector.collect`: the trial of the worker's
+    envs with the worker's copy of the policy (built from ``setup`` on the first job,
+    kept in the worker's cache under ``key``)."""
+
+    def __init__(self, key, setup, state, tasks, explore_episodes, seed) -> None:
+        self.key, self.setup, self.state = key, setup, state
+        self.tasks, self.explore_episodes, self.seed = tasks, explore_episodes, seed
+
+    def __call__(self, ctx) -> dict[str, np.ndarray]:
+        collector = ctx.cache.get(self.key)
+        if collector is None:
+            if self.setup is None:
+                raise RuntimeError("the worker has no policy: its first collect job carries none")
+            model, spec = self.setup
+            collector = TrialCollector(ctx.env, model, generator=torch.Generator(), in_workers=False, **spec)
+            ctx.cache[self.key] = collector
+        collector.model.load_state_dict(self.state)
+        collector.generator.manual_seed(self.seed)
+        collector.interrupt = ctx.check
+        batch = collector.collect(self.tasks, self.explore_episodes)
+        return {f: getattr(batch, f).numpy() for f in _FIELDS}

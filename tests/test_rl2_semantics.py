@@ -1,5 +1,5 @@
 """RL² semantics: policy inputs at episode/trial boundaries, hidden-state carry, batched = step-by-step,
-overlapped collection = lock-step collection."""
+collection in the env workers = collection driven from the main process."""
 
 import gymnasium as gym
 import numpy as np
@@ -133,27 +133,27 @@ def test_collection_runs_with_its_own_thread_count_and_restores_it(scripted):
         torch.set_num_threads(before)
 
 
-# ------------------------------------------------------------------ overlapped collection
+# ------------------------------------------------------------------ collection in the env workers
 FIELDS = ("inputs", "actions", "log_probs", "values", "rewards", "successes", "hidden")
 
 
 @pytest.fixture(scope="module")
 def ml10_workers():
-    """10 ML10 envs stepped by 2 workers, in two groups of 6 and 4 envs (3 + 2 per worker)."""
+    """10 ML10 envs stepped by 2 workers (envs 0, 2, ... and 1, 3, ...)."""
     bench = MetaWorldBenchmark("ML10", meta_batch_size=10, episodes_per_trial=3, episode_length=8, num_workers=2)
     env = bench.make_env(10)
-    assert env.groups == (slice(0, 6), slice(6, 10))
+    assert env.rows == (slice(0, 10, 2), slice(1, 10, 2))
     yield bench, env, bench.sample_tasks("train", 10, np.random.default_rng(0))
     env.close()
 
 
-def _ml10_collector(bench, env, overlap, seed=0):
+def _ml10_collector(bench, env, in_workers, seed=0):
     torch.manual_seed(0)
     model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=64)
     col = TrialCollector(env, model, 39, bench.action_space, bench.episode_length, bench.episodes_per_trial,
                          bench.reward_scale, chunk_length=4, generator=torch.Generator().manual_seed(seed),
-                         overlap=overlap)
-    assert (col.stepper is env) == overlap
+                         in_workers=in_workers)
+    assert col.in_workers == in_workers
     return col
 
 
@@ -161,51 +161,75 @@ def _copy(batch):
     return {k: getattr(batch, k).clone() for k in FIELDS}
 
 
-def test_overlapped_collection_equals_lock_step(ml10_workers):
-    """With the mode as action (no sampling), computing and stepping group by group changes nothing."""
+def test_collection_in_workers_equals_collection_from_the_main_process(ml10_workers):
+    """With the mode as action (no sampling), running the policy in the workers changes nothing."""
     bench, env, tasks = ml10_workers
-    lock = _copy(_ml10_collector(bench, env, overlap=False).collect(tasks, explore_episodes=0))
-    over = _copy(_ml10_collector(bench, env, overlap=True).collect(tasks, explore_episodes=0))
+    main = _copy(_ml10_collector(bench, env, in_workers=False).collect(tasks, explore_episodes=0))
+    workers = _copy(_ml10_collector(bench, env, in_workers=True).collect(tasks, explore_episodes=0))
     for k in FIELDS:
         if k == "values":  # the value head's matrix-vector product rounds differently for fewer envs
-            torch.testing.assert_close(over[k], lock[k], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(workers[k], main[k], rtol=1e-5, atol=1e-6)
         else:
-            assert torch.equal(over[k], lock[k]), k
-    assert lock["rewards"].abs().sum() > 0 and lock["hidden"][1:].abs().sum() > 0
+            assert torch.equal(workers[k], main[k]), k
+    assert main["rewards"].abs().sum() > 0 and main["hidden"][1:].abs().sum() > 0
 
 
-def test_overlapped_collection_is_deterministic_for_a_seed(ml10_workers):
+def test_workers_use_the_current_weights_and_input_statistics(ml10_workers):
+    """The weights travel with every collect: after a change in the main process's model (an
+    update), the workers act with the new weights, and equal the main-process loop again."""
     bench, env, tasks = ml10_workers
-    a, b, c = (_copy(_ml10_collector(bench, env, overlap=True, seed=s).collect(tasks, explore_episodes=2))
+    cols = [_ml10_collector(bench, env, in_workers=w) for w in (False, True)]
+    before = _copy(cols[1].collect(tasks, explore_episodes=0))
+    for col in cols:
+        with torch.no_grad():
+            col.model.policy.bias.add_(0.3)
+    main, workers = (_copy(col.collect(tasks, explore_episodes=0)) for col in cols)
+    assert not torch.equal(workers["actions"], before["actions"])
+    assert torch.equal(workers["actions"], main["actions"])
+
+
+def test_collection_in_workers_is_deterministic_for_a_seed(ml10_workers):
+    bench, env, tasks = ml10_workers
+    a, b, c = (_copy(_ml10_collector(bench, env, in_workers=True, seed=s).collect(tasks, explore_episodes=2))
                for s in (3, 3, 4))
     for k in FIELDS:
         assert torch.equal(a[k], b[k]), k
     assert not torch.equal(a["actions"], c["actions"])
+    # the two workers draw different noise
+    assert not torch.equal(a["actions"][:, 0], a["actions"][:, 1])
 
 
-def test_interrupt_is_checked_every_step_and_leaves_the_env_usable(ml10_workers):
-    bench, env, tasks = ml10_workers
-    col = _ml10_collector(bench, env, overlap=True)
-    calls = []
+def test_interrupt_stops_the_workers_and_leaves_the_env_usable():
+    bench = MetaWorldBenchmark("ML10", meta_batch_size=10, episodes_per_trial=2, episode_length=500, num_workers=2)
+    env = bench.make_env(10)
+    tasks = bench.sample_tasks("train", 10, np.random.default_rng(0))
+    try:
+        col = _ml10_collector(bench, env, in_workers=True)
+        calls = []
 
-    class Stop(Exception):
-        pass
+        class Stop(Exception):
+            pass
 
-    def interrupt():
-        calls.append(len(calls))
-        if len(calls) == 13:  # mid-episode: group steps are in flight
-            raise Stop
+        def interrupt():
+            calls.append(None)
+            if len(calls) == 3:  # ~0.1 s in: the workers are mid-trial
+                raise Stop
 
-    col.interrupt = interrupt
-    with pytest.raises(Stop):
-        col.collect(tasks, explore_episodes=0)
-    calls.clear()
-    col.interrupt = lambda: calls.append(None)
-    again = _copy(col.collect(tasks, explore_episodes=0))
-    assert len(calls) == bench.episodes_per_trial * bench.episode_length
-    ref = _copy(_ml10_collector(bench, env, overlap=True).collect(tasks, explore_episodes=0))
-    for k in FIELDS:
-        assert torch.equal(again[k], ref[k]), k
+        ref = _copy(col.collect(tasks, explore_episodes=0))  # builds the workers' envs and policy
+        col.interrupt = interrupt
+        before = env._progress.copy()
+        with pytest.raises(Stop):
+            col.collect(tasks, explore_episodes=0)
+        # the workers stopped at their next step instead of finishing their 1,000 steps
+        done = env._progress - before
+        assert (done > 0).all() and (done < 500).all(), done
+        col.interrupt = None
+        col.generator.manual_seed(0)
+        again = _copy(col.collect(tasks, explore_episodes=0))
+        for k in FIELDS:
+            assert torch.equal(again[k], ref[k]), k
+    finally:
+        env.close()
 
 
 def test_input_normalisation_standardises_observation_and_reward_only():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from meta_rl.envs.metaworld import MetaWorldBenchmark, MetaWorldSlice, MetaWorldTrialEnv
-from meta_rl.envs.vector import ProcessTrialEnv, env_groups, resolve_num_workers, usable_cores
+from meta_rl.envs.vector import ProcessTrialEnv, resolve_num_workers, usable_cores
 
 
 @pytest.fixture(scope="module")
@@ -127,52 +127,110 @@ def test_matches_in_process_env_across_trials(ml10):
         ref.close()
 
 
-def test_env_groups_split_every_worker_in_two():
-    assert env_groups(20, 2) == (slice(0, 10), slice(10, 20))
-    assert env_groups(10, 2) == (slice(0, 6), slice(6, 10))  # 3 + 2 envs of each worker
-    assert env_groups(7, 3) == (slice(0, 6), slice(6, 7))
-    assert env_groups(3, 2) == (slice(0, 2), slice(2, 3))  # worker 1 has no env in the second group
-    assert env_groups(2, 2) == (slice(0, 2),)  # one env per worker: nothing to split
-    assert env_groups(5, 1) == (slice(0, 3), slice(3, 5))
+class _StepJob:
+    """A job: reset the worker's envs, step them ``steps`` times with zero actions (checking in
+    each step); returns the worker index, its last observations and summed rewards."""
+
+    def __init__(self, steps, sleep=0.0):
+        self.steps, self.sleep = steps, sleep
+
+    def __call__(self, ctx):
+        ctx.env.reset()
+        total = 0.0
+        for _ in range(self.steps):
+            ctx.check()
+            obs, rew, _ = ctx.env.step(np.zeros((ctx.env.num_envs, 4), np.float32))
+            total += float(rew.sum())
+            time.sleep(self.sleep)
+        return ctx.worker, obs, total
 
 
-def test_group_steps_match_in_process_env_and_keep_order(ml10):
-    n = 6  # groups [0, 4) and [4, 6): worker 0 steps envs 0, 2 then 4; worker 1 envs 1, 3 then 5
+class _Silent:
+    """A job that never checks in."""
+
+    def __call__(self, ctx):
+        time.sleep(30)
+
+
+class _KillSelf:
+    def __call__(self, ctx):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_jobs_run_on_each_workers_envs(ml10):
+    """Worker w's job sees the envs w, w + W, ... (and their tasks), as the in-process env would."""
+    n = 5
     env = ml10.make_env(n)
-    assert env.groups == (slice(0, 4), slice(4, 6))
-    ref = MetaWorldTrialEnv(n, _classes(ml10))
-    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[1:1 + n]
-    rng = np.random.default_rng(0)
+    assert env.rows == (slice(0, 5, 2), slice(1, 5, 2))
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[:n]
     try:
         env.set_tasks(tasks)
-        ref.set_tasks(tasks)
-        np.testing.assert_array_equal(env.reset(), ref.reset())
-        for _ in range(10):
-            a = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
-            env.step_async(0, a[:4])
-            env.step_async(1, a[4:])
-            got = [np.concatenate(parts) for parts in zip(env.step_wait(0), env.step_wait(1))]
-            for g, w in zip(got, ref.step(a)):
-                assert g.dtype == w.dtype
-                np.testing.assert_array_equal(g, w)
-        env.step_async(1, a[4:])
-        with pytest.raises(RuntimeError, match="already has a step in flight"):
-            env.step_async(1, a[4:])
-        with pytest.raises(RuntimeError, match=r"to be waited for in that order"):
-            env.step_wait(0)
-        with pytest.raises(ValueError, match="shape"):
-            env.step_async(0, a)
-        # a synchronous call first waits for the step in flight: the env stays usable
-        np.testing.assert_array_equal(env.reset(), ref.reset())
-        for g, w in zip(env.step(a), ref.step(a)):
-            np.testing.assert_array_equal(g, w)
+        results = env.run([_StepJob(7), _StepJob(7)])
+        assert [r[0] for r in results] == [0, 1]
+        for rows, (_, obs, total) in zip(env.rows, results):
+            ref = MetaWorldTrialEnv(len(range(*rows.indices(n))), _classes(ml10))
+            ref.set_tasks(tasks[rows])
+            ref.reset()
+            want = 0.0
+            for _ in range(7):
+                ref_obs, rew, _ = ref.step(np.zeros((ref.num_envs, 4), np.float32))
+                want += float(rew.sum())
+            ref.close()
+            np.testing.assert_array_equal(obs, ref_obs)
+            assert total == want
+        with pytest.raises(ValueError, match="2 workers"):
+            env.run([_StepJob(1)])
+        # the synchronous calls still work after jobs
+        env.reset()
+        env.step(np.zeros((n, 4), np.float32))
     finally:
         env.close()
-        ref.close()
 
 
-@pytest.mark.parametrize("by_group", [False, True])
-def test_killed_worker_raises_promptly(ml10, by_group):
+def test_a_job_that_raises_names_the_worker_and_its_tasks(ml10):
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[:2]
+    bad = tasks[1].env_name
+    env = ProcessTrialEnv(_RaisingSlice(_classes(ml10), bad), 2, ml10.observation_space, ml10.action_space,
+                          num_workers=2, task_name=ml10.task_class)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks(tasks)
+    with pytest.raises(RuntimeError) as err:
+        env.run([_StepJob(3), _StepJob(3)], tasks=tasks, during="collect")
+    msg = str(err.value)
+    assert "\n" not in msg and "worker 1" in msg and bad in msg and "during collect" in msg
+    assert f"FloatingPointError: simulated blow-up in {bad}" in msg
+    _assert_no_workers_left(pids)
+
+
+def test_a_worker_killed_during_a_job_raises_promptly(ml10):
+    tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[::3][:4]
+    env = ml10.make_env(4)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks(tasks)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as err:
+        env.run([_StepJob(10**6, sleep=0.001), _KillSelf()], tasks=tasks, poll=lambda: None)
+    assert time.monotonic() - start < 5.0
+    msg = str(err.value)
+    assert "\n" not in msg and "worker 1" in msg and "SIGKILL" in msg
+    assert tasks[1].env_name in msg and tasks[3].env_name in msg and tasks[0].env_name not in msg
+    _assert_no_workers_left(pids)
+
+
+def test_a_job_without_progress_times_out_but_a_long_one_does_not(ml10):
+    env = ml10.make_env(2)
+    pids = [p.pid for p in env._procs]
+    env.set_tasks(ml10.sample_tasks("train", 10, np.random.default_rng(0))[:2])
+    env.timeout = 1.0
+    env.run([_StepJob(150, sleep=0.01)] * 2)  # ~2 s in all, checking in every ~10 ms: no timeout
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker 0 .* made no progress within 1 s during run"):
+        env.run([_Silent(), _StepJob(1)])
+    assert time.monotonic() - start < 6.0
+    _assert_no_workers_left(pids)
+
+
+def test_killed_worker_raises_promptly(ml10):
     tasks = ml10.sample_tasks("train", 10, np.random.default_rng(0))[::3][:4]
     env = ml10.make_env(4)
     pids = [p.pid for p in env._procs]
@@ -182,11 +240,7 @@ def test_killed_worker_raises_promptly(ml10, by_group):
     os.kill(pids[1], signal.SIGKILL)
     start = time.monotonic()
     with pytest.raises(RuntimeError) as err:
-        if by_group:  # the first group's step is sent to both workers, its wait finds worker 1 dead
-            env.step_async(0, np.zeros((2, 4), np.float32))
-            env.step_wait(0)
-        else:
-            env.step(np.zeros((4, 4), np.float32))
+        env.step(np.zeros((4, 4), np.float32))
     assert time.monotonic() - start < 5.0
     msg = str(err.value)
     assert "\n" not in msg and "worker 1" in msg and "SIGKILL" in msg

@@ -10,13 +10,10 @@ every episode lasts exactly ``episode_length`` steps, and the caller calls
 trial. Environments never terminate or auto-reset on their own, so nothing
 about the RL² semantics depends on a library's autoreset convention.
 
-A trial env may also step *groups* of its envs without waiting (the env workers of
-:class:`~meta_rl.envs.vector.ProcessTrialEnv` do): ``groups`` is a tuple of contiguous
-``slice`` objects covering the envs, ``step_async(g, actions)`` starts a step of the envs
-``groups[g]`` with their actions and returns at once, and ``step_wait(g)`` returns that
-step's ``(obs, reward, success)`` for those envs; steps are waited for in the order they
-were started. ``meta_rl.rollout`` then computes the policy of one group while the other
-is being stepped; envs without ``step_async`` are stepped all at once.
+A trial env whose envs live in worker processes may also run a whole trial there
+(:meth:`~meta_rl.envs.vector.ProcessTrialEnv.run`): ``meta_rl.rollout`` then sends each
+worker the policy's weights and gets back the trial of the worker's envs, driven by the same
+loop as in the main process.
 """
 
 from __future__ import annotations

@@ -2,33 +2,38 @@
 
 ``ProcessTrialEnv`` splits its ``num_envs`` envs over ``num_workers`` processes.
 Worker ``w`` owns the envs ``w, w + W, w + 2W, ...`` (W = ``num_workers``) and steps
-them with in-process trial envs built by the picklable factory ``make_slice(n)``.
+them with one in-process trial env built by the picklable factory ``make_slice(n)``.
 Interleaving (rather than contiguous blocks) balances the load:
 ``Benchmark.sample_tasks`` lists tasks class by class and Meta-World classes differ
 several-fold in step cost, so on ML10 with 20 envs contiguous halves give one of two
 workers ~1.3x the work of the other, while interleaved halves hold one task of every
 class each.
 
-Data path: actions, observations, rewards and successes live in one shared-memory
-buffer (``multiprocessing.RawArray`` seen through numpy views in every process);
-nothing is pickled per step. Synchronisation is one ``send_bytes`` of a short command
-per worker and one one-byte reply per worker, per call (per call of a group: only the
-workers holding envs of it). Tasks are pickled once per ``set_tasks`` (once per trial).
+Two ways to drive the workers:
+
+* the synchronous :class:`~meta_rl.envs.base.TrialEnv` calls (``set_tasks``, ``reset``,
+  ``step``): actions, observations, rewards and successes live in one shared-memory buffer
+  (``multiprocessing.RawArray`` seen through numpy views in every process), nothing is
+  pickled per step, and each call is one short command and one one-byte reply per worker;
+* ``run(jobs)``: each worker runs a picklable job on its own in-process env and returns a
+  picklable result, with no exchange with the main process until it is done. The rollout
+  runs a whole trial this way, the policy included (``meta_rl.rollout``): the workers
+  then never wait for each other nor for the main process.
 
 Failures never hang the caller: the main process waits on each worker's pipe *and*
 its process sentinel (with a timeout), so a worker that is killed, exits, raises or
-stops answering makes the call raise a one-line :class:`RuntimeError` naming the
-worker and the task classes of its envs. The env is then closed.
+stops answering (or, inside a job, stops making progress) makes the call raise a one-line
+:class:`RuntimeError` naming the worker and the task classes of its envs. The env is then
+closed.
 
-Start method: ``forkserver`` by default (``spawn`` where it is unavailable). Workers
-never touch torch, so ``fork`` would work too, but the main process usually runs
-torch's intra-op thread pool (and other threads, e.g. progress bars), and forking a
-multi-threaded process is what Python deprecates from 3.12 on; a forkserver child
-starts from a clean single-threaded process and costs only a one-time import of the
-env library per worker (~2 s to start the workers instead of ~0.1 s). As with any
-non-fork start method, a script that creates the env must guard its entry point with
-``if __name__ == "__main__":`` (``train.py`` and ``evaluate.py`` do), and
-``make_slice`` must be importable by name (a module-level class or function). Pass
+Start method: ``forkserver`` by default (``spawn`` where it is unavailable). The main process
+usually runs torch's intra-op thread pool (and other threads, e.g. progress bars), and
+forking a multi-threaded process is what Python deprecates from 3.12 on; a forkserver child
+starts from a clean single-threaded process and costs only a one-time import of the env
+library per worker (~2 s to start the workers instead of ~0.1 s). As with any non-fork start
+method, a script that creates the env must guard its entry point with
+``if __name__ == "__main__":`` (``train.py`` and ``evaluate.py`` do), and ``make_slice``
+and the jobs must be importable by name (module-level classes or functions). Pass
 ``start_method="fork"`` to start faster.
 
 Workers are daemonic, ignore SIGINT (the main process shuts them down), exit when
@@ -38,7 +43,6 @@ and are terminated by ``close()``, by garbage collection, or at interpreter exit
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import multiprocessing as mp
@@ -53,11 +57,11 @@ from typing import Any, Callable, NoReturn, Sequence
 import gymnasium as gym
 import numpy as np
 
-# One-byte commands (main -> worker) and replies (worker -> main). STEP alone steps all of a
-# worker's envs; STEP followed by a group index byte steps that group's envs only.
-_STEP, _RESET, _TASKS, _CLOSE = b"s", b"r", b"t", b"c"
-_OK, _ERR = b"k", b"e"
+# One-byte commands (main -> worker) and replies (worker -> main).
+_STEP, _RESET, _TASKS, _RUN, _CLOSE = b"s", b"r", b"t", b"j", b"c"
+_OK, _ERR, _ABORTED = b"k", b"e", b"a"
 _ALIGN = 64
+_POLL_S = 0.05  # how often ``run`` calls its ``poll`` while the workers work
 
 
 def usable_cores() -> int:
@@ -79,31 +83,40 @@ def resolve_num_workers(num_workers: int | None, num_envs: int) -> int:
     return min(num_workers, num_envs)
 
 
-def env_groups(num_envs: int, num_workers: int) -> tuple[slice, ...]:
-    """The two contiguous groups of envs that can be stepped separately (one if each worker
-    has a single env). The boundary is a multiple of ``num_workers``, so with envs
-    interleaved over the workers each worker has ``ceil(n / 2)`` of its ``n`` envs in the
-    first group and the rest in the second."""
-    per_worker = -(-num_envs // num_workers)
-    split = num_workers * -(-per_worker // 2)
-    if split >= num_envs:
-        return (slice(0, num_envs),)
-    return slice(0, split), slice(split, num_envs)
-
-
-def _worker_part(w: int, num_workers: int, group: slice) -> slice:
-    """The envs of worker ``w`` (``w, w + W, ...``) inside the contiguous ``group``."""
-    return slice(group.start + (w - group.start) % num_workers, group.stop, num_workers)
-
-
 def _default_task_name(task: Any) -> str:
     return str(getattr(task, "env_name", None) or type(task).__name__)
+
+
+class Aborted(Exception):
+    """Raised inside a worker's job by :meth:`WorkerContext.check` when the main process
+    asked the workers to stop."""
+
+
+class WorkerContext:
+    """What a job run by :meth:`ProcessTrialEnv.run` gets in its worker.
+
+    Attributes:
+        env: the worker's in-process trial env (its ``num_envs`` envs are the worker's rows).
+        worker: the worker's index; its envs are rows ``worker, worker + W, ...`` of the batch.
+        cache: a dict kept across the worker's jobs (e.g. a policy built by the first job).
+    """
+
+    def __init__(self, env, worker: int, abort: np.ndarray, progress: np.ndarray) -> None:
+        self.env, self.worker, self.cache = env, worker, {}
+        self._abort, self._progress = abort, progress
+
+    def check(self) -> None:
+        """Call often (e.g. every env step): counts as progress for the main process's timeout,
+        and raises :class:`Aborted` when the main process asked the workers to stop."""
+        self._progress[0] += 1
+        if self._abort[0]:
+            raise Aborted
 
 
 class _Layout:
     """Offsets of the shared arrays inside one byte buffer."""
 
-    def __init__(self, num_envs: int, obs_shape, obs_dtype, act_shape, act_dtype) -> None:
+    def __init__(self, num_envs: int, num_workers: int, obs_shape, obs_dtype, act_shape, act_dtype) -> None:
         self.specs: dict[str, tuple[tuple[int, ...], np.dtype, int]] = {}
         off = 0
         for name, shape, dtype in (
@@ -111,6 +124,8 @@ class _Layout:
             ("rew", (num_envs,), np.dtype(np.float32)),
             ("succ", (num_envs,), np.dtype(bool)),
             ("act", (num_envs, *act_shape), np.dtype(act_dtype)),
+            ("abort", (1,), np.dtype(np.uint8)),
+            ("progress", (num_workers, _ALIGN // 8), np.dtype(np.int64)),  # one cache line per worker
         ):
             self.specs[name] = (shape, dtype, off)
             off += -(-int(np.prod(shape)) * dtype.itemsize // _ALIGN) * _ALIGN
@@ -125,36 +140,28 @@ class _Layout:
         return out
 
 
-def _worker_main(make_slice, parts: list[slice], num_envs: int, layout: _Layout, raw, conn, main_pid: int,
-                 nice: int = 0) -> None:
-    """Worker loop: build one env per non-empty part (the worker's envs in each group), then
-    serve commands until CLOSE or EOF."""
+def _worker_main(make_slice, worker: int, num_envs: int, num_workers: int, layout: _Layout, raw, conn,
+                 main_pid: int, nice: int = 0) -> None:
+    """Worker loop: build the env of the worker's rows, then serve commands until CLOSE or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         os.nice(nice)
     views = layout.views(raw)
-    arrays = [tuple(views[k][rows] for k in ("obs", "rew", "succ", "act")) for rows in parts]
-    sizes = [len(range(*rows.indices(num_envs))) for rows in parts]
-    envs: list = []
+    rows = slice(worker, num_envs, num_workers)
+    obs, rew, succ, act = (views[k][rows] for k in ("obs", "rew", "succ", "act"))
+    env = None
 
-    def reply_error(exc: BaseException) -> None:
+    def error(exc: BaseException) -> bytes:
         text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        conn.send_bytes(_ERR + text.encode("utf-8", "replace"))
-
-    def step(g: int) -> None:
-        obs, rew, succ, act = arrays[g]
-        o, r, s = envs[g].step(act.copy())
-        obs[...] = o
-        rew[...] = r
-        succ[...] = s
+        return _ERR + text.encode("utf-8", "replace")
 
     try:
         try:
-            envs = [make_slice(n) if n else None for n in sizes]
+            env = make_slice(len(range(*rows.indices(num_envs))))
         except Exception as exc:
-            reply_error(exc)
+            conn.send_bytes(error(exc))
             return
-        held = [g for g, n in enumerate(sizes) if n]
+        ctx = WorkerContext(env, worker, views["abort"], views["progress"][worker])
         conn.send_bytes(_OK)
         while True:
             # Wake up now and then while idle to exit if the main process is gone.
@@ -165,36 +172,36 @@ def _worker_main(make_slice, parts: list[slice], num_envs: int, layout: _Layout,
                 msg = conn.recv_bytes()
             except (EOFError, OSError):
                 return
-            cmd = msg[:1]
+            cmd, reply = msg[:1], _OK
             if cmd == _CLOSE:
                 return
             try:
                 if cmd == _STEP:
-                    for g in msg[1:] or held:
-                        step(g)
+                    o, r, s = env.step(act.copy())
+                    obs[...] = o
+                    rew[...] = r
+                    succ[...] = s
                 elif cmd == _RESET:
-                    for g in held:
-                        arrays[g][0][...] = envs[g].reset()
+                    obs[...] = env.reset()
                 elif cmd == _TASKS:
-                    tasks, start = pickle.loads(msg[1:]), 0
-                    for g in held:
-                        envs[g].set_tasks(tasks[start : start + sizes[g]])
-                        start += sizes[g]
+                    env.set_tasks(pickle.loads(msg[1:]))
+                elif cmd == _RUN:
+                    reply = _OK + pickle.dumps(pickle.loads(msg[1:])(ctx), protocol=pickle.HIGHEST_PROTOCOL)
                 else:
                     raise ValueError(f"unknown command {cmd!r}")
+            except Aborted:
+                reply = _ABORTED
             except Exception as exc:
-                reply_error(exc)
-            else:
-                conn.send_bytes(_OK)
+                reply = error(exc)
+            conn.send_bytes(reply)
     except (EOFError, OSError, KeyboardInterrupt):  # the main process went away
         return
     finally:
-        for env in envs:
-            if env is not None:
-                try:
-                    env.close()
-                except Exception:
-                    pass
+        if env is not None:
+            try:
+                env.close()
+            except Exception:
+                pass
         conn.close()
 
 
@@ -244,18 +251,13 @@ def _shutdown(procs: list, conns: list, grace: float = 2.0) -> None:
 
 
 class ProcessTrialEnv:
-    """``num_envs`` envs stepped by ``num_workers`` worker processes, all at once or by group.
+    """``num_envs`` envs stepped by ``num_workers`` worker processes.
 
     Returns exactly what the in-process env built by ``make_slice`` returns for the
-    same tasks and actions (each worker runs one such env per group on its envs).
+    same tasks and actions (each worker runs one such env on its envs).
 
-    Besides the synchronous :class:`~meta_rl.envs.base.TrialEnv` calls, each of the env
-    groups ``groups`` (see :func:`env_groups`) can be stepped on its own without waiting:
-    ``step_async(g, actions)`` starts a step of group ``g`` and returns at once;
-    ``step_wait(g)`` returns its results. Steps complete in the order they were started,
-    so ``step_wait`` calls must follow that order, and a group has at most one step in
-    flight. A synchronous call (``set_tasks``, ``reset``, ``step``) first waits for the
-    steps still in flight and drops their results (e.g. after an interrupted caller).
+    Besides the synchronous :class:`~meta_rl.envs.base.TrialEnv` calls, :meth:`run` runs
+    a job in every worker on the worker's own env and returns the jobs' results.
 
     Args:
         make_slice: picklable ``make_slice(n) -> TrialEnv`` building ``n`` envs; called
@@ -268,13 +270,13 @@ class ProcessTrialEnv:
             after resolution). Worker ``w`` steps envs ``w, w + W, ...``.
         task_name: names a task in error messages (default: its ``env_name``).
         start_method: multiprocessing start method (default ``forkserver``).
-        timeout: seconds a worker may take to answer one call before the call fails (for a
-            ``step_async``, counted from ``step_wait``).
-        worker_nice: niceness added to the workers. With as many workers as cores, a worker
-            woken by the main process's command otherwise preempts it on its core before it
-            has sent the other workers their commands (each send then costs ~0.5 ms and the
-            workers start staggered); a lower priority lets the main process finish sending
-            and go to sleep first. Measured in docs/throughput.md.
+        timeout: seconds a worker may take to answer one synchronous call, or go without
+            progress (:meth:`WorkerContext.check`) in a job, before the call fails.
+        worker_nice: niceness added to the workers. In the synchronous calls, with as many
+            workers as cores, a worker woken by the main process's command otherwise preempts
+            it on its core before it has sent the other workers their commands (each send then
+            costs ~0.5 ms and the workers start staggered); a lower priority lets the main
+            process finish sending and go to sleep first. Measured in docs/throughput.md.
     """
 
     def __init__(
@@ -304,7 +306,7 @@ class ProcessTrialEnv:
             act_shape, act_dtype = (), np.int64
         else:
             act_shape, act_dtype = action_space.shape, action_space.dtype
-        layout = _Layout(num_envs, observation_space.shape, observation_space.dtype, act_shape, act_dtype)
+        layout = _Layout(num_envs, W, observation_space.shape, observation_space.dtype, act_shape, act_dtype)
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(start_method)
@@ -313,13 +315,8 @@ class ProcessTrialEnv:
         self._raw = ctx.RawArray(ctypes.c_uint8, layout.nbytes)
         v = layout.views(self._raw)
         self._obs, self._rew, self._succ, self._act = v["obs"], v["rew"], v["succ"], v["act"]
-        self._rows = [slice(w, num_envs, W) for w in range(W)]
-        self.groups = env_groups(num_envs, W)
-        parts = [[_worker_part(w, W, g) for g in self.groups] for w in range(W)]
-        # The workers holding envs of each group (all of them unless a worker has one env).
-        self._group_workers = [[w for w in range(W) if len(range(*parts[w][g].indices(num_envs)))]
-                               for g in range(len(self.groups))]
-        self._in_flight: collections.deque[int] = collections.deque()  # groups, in the order started
+        self._abort, self._progress = v["abort"], v["progress"][:, 0]
+        self.rows = tuple(slice(w, num_envs, W) for w in range(W))
         self._procs: list = []
         self._conns: list = []
         # Registered before starting workers so that a failed start still cleans up.
@@ -329,7 +326,7 @@ class ProcessTrialEnv:
                 parent, child = ctx.Pipe(duplex=True)
                 p = ctx.Process(
                     target=_worker_main,
-                    args=(make_slice, parts[w], num_envs, layout, self._raw, child, os.getpid(), worker_nice),
+                    args=(make_slice, w, num_envs, W, layout, self._raw, child, os.getpid(), worker_nice),
                     name=f"ProcessTrialEnv-worker-{w}",
                     daemon=True,
                 )
@@ -345,49 +342,69 @@ class ProcessTrialEnv:
     # ------------------------------------------------------------ TrialEnv
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         self._check_open()
-        self._drain("set_tasks")
         tasks = list(tasks)
         if len(tasks) != self.num_envs:
             raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
-        payloads = [_TASKS + pickle.dumps(tasks[rows], protocol=pickle.HIGHEST_PROTOCOL) for rows in self._rows]
+        payloads = [_TASKS + pickle.dumps(tasks[rows], protocol=pickle.HIGHEST_PROTOCOL) for rows in self.rows]
         self._tasks = tasks
         self._call(payloads, "set_tasks")
 
     def reset(self) -> np.ndarray:
         self._check_open()
-        self._drain("reset")
         self._call([_RESET] * self.num_workers, "reset")
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_open()
-        self._drain("step")
-        self._put_actions(slice(None), actions)
+        actions = np.asarray(actions)
+        if actions.shape != self._act.shape:
+            raise ValueError(f"actions have shape {actions.shape}; expected {self._act.shape}")
+        np.copyto(self._act, actions, casting="same_kind")
         self._call([_STEP] * self.num_workers, "step")
         return self._obs.copy(), self._rew.copy(), self._succ.copy()
 
-    # ------------------------------------------------------------ by group
-    def step_async(self, group: int, actions: np.ndarray) -> None:
-        """Start a step of the envs ``groups[group]`` with ``actions`` ``[len(group), ...]``."""
-        self._check_open()
-        if group in self._in_flight:
-            raise RuntimeError(f"group {group} already has a step in flight; call step_wait({group}) first")
-        self._put_actions(self.groups[group], actions)
-        with self._guard("step"):
-            self._send(self._group_workers[group], _STEP + bytes([group]), "step")
-        self._in_flight.append(group)
+    # ------------------------------------------------------------ jobs
+    def run(self, jobs: Sequence[Callable[[WorkerContext], Any]], tasks: Sequence[Any] | None = None,
+            poll: Callable[[], None] | None = None, during: str = "run") -> list[Any]:
+        """Run ``jobs[w](context)`` in worker ``w`` (see :class:`WorkerContext`); their results.
 
-    def step_wait(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Wait for the step of ``groups[group]`` started last; its ``(obs, reward, success)``."""
+        Args:
+            jobs: one picklable callable per worker.
+            tasks: the tasks the jobs give the envs (all ``num_envs``), named in error messages.
+            poll: called every ~50 ms while the workers work. If it raises, the workers are
+                asked to stop (their jobs' next :meth:`WorkerContext.check` raises), their
+                replies are awaited, and the exception propagates; the env stays usable.
+            during: names the call in error messages.
+        """
         self._check_open()
-        if not self._in_flight or self._in_flight[0] != group:
-            raise RuntimeError(f"step_wait({group}): the steps in flight are those of groups "
-                               f"{list(self._in_flight)}, to be waited for in that order")
-        with self._guard("step"):
-            self._gather(self._group_workers[group], "step")
-        self._in_flight.popleft()
-        rows = self.groups[group]
-        return self._obs[rows].copy(), self._rew[rows].copy(), self._succ[rows].copy()
+        if len(jobs) != self.num_workers:
+            raise ValueError(f"got {len(jobs)} jobs for {self.num_workers} workers")
+        if tasks is not None:
+            tasks = list(tasks)
+            if len(tasks) != self.num_envs:
+                raise ValueError(f"got {len(tasks)} tasks for {self.num_envs} envs")
+            self._tasks = tasks
+        payloads = [_RUN + pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL) for job in jobs]
+        replies: dict[int, bytes] = {}
+        stop = None
+        with self._guard(during):
+            self._abort[0] = 0
+            for w, msg in enumerate(payloads):
+                self._send(w, msg, during)
+            try:
+                self._gather(range(self.num_workers), during, replies, poll=poll, progress=True)
+            except _Interrupted as interrupted:
+                stop = interrupted.exc
+                self._abort[0] = 1
+                self._gather([w for w in range(self.num_workers) if w not in replies], during, replies,
+                             progress=True)
+                self._abort[0] = 0
+        if stop is not None:
+            raise stop
+        for w, msg in replies.items():
+            if msg[:1] == _ABORTED:
+                self._fail(w, "stopped its job without being asked", during)
+        return [pickle.loads(replies[w][1:]) for w in range(self.num_workers)]
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
@@ -402,7 +419,7 @@ class ProcessTrialEnv:
             raise RuntimeError("ProcessTrialEnv is closed")
 
     def _describe(self, w: int) -> str:
-        rows = range(*self._rows[w].indices(self.num_envs))
+        rows = range(*self.rows[w].indices(self.num_envs))
         idx = [str(i) for i in rows]
         envs = ("env " if len(idx) == 1 else "envs ") + ",".join(idx if len(idx) <= 4 else idx[:2] + ["...", idx[-1]])
         if self._tasks is None:
@@ -429,12 +446,6 @@ class ProcessTrialEnv:
                 return f"died (signal {-code})"
         return f"died (exit code {code})"
 
-    def _put_actions(self, rows: slice, actions: np.ndarray) -> None:
-        actions, dest = np.asarray(actions), self._act[rows]
-        if actions.shape != dest.shape:
-            raise ValueError(f"actions have shape {actions.shape}; expected {dest.shape}")
-        np.copyto(dest, actions, casting="same_kind")
-
     @contextlib.contextmanager
     def _guard(self, during: str):
         """Replies may still be in flight after any exception here (e.g. KeyboardInterrupt):
@@ -447,38 +458,42 @@ class ProcessTrialEnv:
                 self.close()
             raise
 
-    def _drain(self, during: str) -> None:
-        """Wait for the group steps still in flight, dropping their results."""
-        with self._guard(during):
-            while self._in_flight:
-                self._gather(self._group_workers[self._in_flight[0]], during)
-                self._in_flight.popleft()
-
     def _call(self, payloads: list[bytes], during: str) -> None:
         """Send ``payloads[w]`` to worker ``w`` and wait for every reply."""
         with self._guard(during):
             for w, msg in enumerate(payloads):
-                self._send([w], msg, during)
+                self._send(w, msg, during)
             self._gather(range(self.num_workers), during)
 
-    def _send(self, workers: Sequence[int], msg: bytes, during: str) -> None:
-        for w in workers:
-            try:
-                self._conns[w].send_bytes(msg)
-            except (EOFError, OSError):
-                self._fail(w, self._exit_text(w), during)
+    def _send(self, w: int, msg: bytes, during: str) -> None:
+        try:
+            self._conns[w].send_bytes(msg)
+        except (EOFError, OSError):
+            self._fail(w, self._exit_text(w), during)
 
-    def _gather(self, workers: Sequence[int], during: str) -> None:
-        """Wait for one reply from each of ``workers``; raise on error, death or timeout."""
+    def _gather(self, workers: Sequence[int], during: str, replies: dict[int, bytes] | None = None,
+                poll: Callable[[], None] | None = None, progress: bool = False) -> None:
+        """Wait for one reply from each of ``workers`` (stored in ``replies``, status byte
+        first); raise on error, death or timeout.
+
+        ``progress``: the timeout counts from the worker's last :meth:`WorkerContext.check`
+        rather than from the call. ``poll``: called every ``_POLL_S`` while replies are
+        pending; what it raises is re-raised wrapped in :class:`_Interrupted` (the replies
+        not in ``replies`` are then still to be gathered).
+        """
         conns, procs = self._conns, self._procs
         pending = list(workers)
-        deadline = time.monotonic() + self.timeout
+        last = {w: (int(self._progress[w]), time.monotonic()) for w in pending}
         while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail(pending[0], f"did not answer within {self.timeout:g} s", during)
+            now = time.monotonic()
+            for w in pending:
+                if progress and int(self._progress[w]) != last[w][0]:
+                    last[w] = (int(self._progress[w]), now)
+                if now - last[w][1] >= self.timeout:
+                    what = "made no progress" if progress else "did not answer"
+                    self._fail(w, f"{what} within {self.timeout:g} s", during)
             waitables = [conns[w] for w in pending] + [procs[w].sentinel for w in pending]
-            ready = mpc.wait(waitables, timeout=min(remaining, 5.0))
+            ready = mpc.wait(waitables, timeout=min(self.timeout, _POLL_S if poll is not None else 5.0))
             still = []
             for w in pending:
                 conn = conns[w]
@@ -492,6 +507,21 @@ class ProcessTrialEnv:
                         self._fail(w, self._exit_text(w), during)
                     if msg[:1] == _ERR:
                         self._fail(w, "raised " + msg[1:].decode("utf-8", "replace"), during)
+                    if replies is not None:
+                        replies[w] = msg
                 else:
                     still.append(w)
             pending = still
+            if pending and poll is not None:
+                try:
+                    poll()
+                except BaseException as exc:
+                    raise _Interrupted(exc) from exc
+
+
+class _Interrupted(Exception):
+    """Carries what ``run``'s ``poll`` raised while replies were still pending."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(repr(exc))
+        self.exc = exc
