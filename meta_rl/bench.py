@@ -20,7 +20,9 @@ Measured in one run, on one machine:
 (f) a bare torch forward+backward of the same network on the same shapes, against our
     update's time per sample-epoch, with the achieved GFLOP/s;
 (g) meta-test evaluation rate (one trial of the full protocol on goals of every test class, after
-    an untimed one on the same goals, as (b) is timed after a warm-up iteration).
+    an untimed one on the same goals, as (b) is timed after a warm-up iteration);
+(g2) the same on goals of the training classes: the evaluation path on collection's env mix (the
+    test classes step slower than the training classes, which (g) includes).
 
 Every rate is also printed as a ratio to (a).
 """
@@ -215,13 +217,19 @@ def main(argv: list[str] | None = None) -> dict:
     # Goals of every test class, as the full protocol evaluates (the first goals of one class
     # alone made the rate depend on that class's step cost).
     n = evaluator.env.num_envs
-    tasks = evaluation_tasks(bench, "test", -(-n // len(bench.class_names("test"))))[:n]
     # Timed warm, as (b) is: the first call builds the workers' env instances and policy copies
     # (once per run in training, where the evaluator is reused at every evaluation).
-    evaluator.evaluate(tasks, seed=0)
-    t0 = time.perf_counter()
-    r = evaluator.evaluate(tasks, seed=1)
-    eval_rate = r["num_env_steps"] / (time.perf_counter() - t0)
+    def eval_rate_on(split: str) -> float:
+        per_class = -(-n // len(bench.class_names(split)))
+        goals = evaluation_tasks(bench, split, per_class)[:n]
+        evaluator.evaluate(goals, seed=0)
+        t0 = time.perf_counter()
+        r = evaluator.evaluate(goals, seed=1)
+        return r["num_env_steps"] / (time.perf_counter() - t0)
+
+    eval_rate = eval_rate_on("test")
+    # (g2) the same evaluation on goals of the training classes: collection's env mix
+    eval_train_rate = eval_rate_on("train")
     worker_peak = max(_workers_peak_mb(trainer.env), _workers_peak_mb(evaluator.env))
     evaluator.close()
     trainer.env.close()
@@ -245,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "update_gflops": flops / ours_per_sample_epoch / 1e9,
         "bare_gflops": flops / bare / 1e9,
         "eval_steps_per_s": eval_rate, "eval_vs_collect": eval_rate / collect,
+        "eval_train_steps_per_s": eval_train_rate, "eval_train_vs_collect": eval_train_rate / collect,
         "peak_rss_main_mb": _peak_mb(resource.RUSAGE_SELF),
         "peak_rss_worker_mb": worker_peak,
         "rss_after_iteration_mb": rss,
@@ -262,6 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"= {result['update_vs_bare']:.2f}x   ({result['update_gflops']:.1f} vs {result['bare_gflops']:.1f} GFLOP/s)",
         f"(g) meta-test evaluation          {eval_rate:10,.0f} steps/s   {eval_rate / raw:.2f}x "
         f"({eval_rate / collect:.2f}x collection)",
+        f"(g2) the same on training goals   {eval_train_rate:10,.0f} steps/s   {eval_train_rate / raw:.2f}x "
+        f"({eval_train_rate / collect:.2f}x collection)",
         f"cores {cores}, torch threads {torch.get_num_threads()}",
     ]
     print("\n".join(lines))
