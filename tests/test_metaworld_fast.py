@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from meta_rl.envs.metaworld import MetaWorldBenchmark
-from meta_rl.envs.metaworld_fast import fast_class, quat_from_matrix
+from meta_rl.envs.metaworld_fast import fast_class, quat_from_matrix, tolerance
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,69 @@ def test_fast_classes_step_exactly_like_metaworld(ml10, split):
                     assert touching[0] == touching[1], name
                     touched[name] += touching[0]
     assert all(touched[name] > 0 for name in grasping[split]), touched
+
+
+def test_tolerance_is_metaworlds():
+    from metaworld.utils import reward_utils
+
+    rng = np.random.default_rng(0)
+    for sigmoid in ("long_tail", "gaussian"):
+        for i in range(20000):
+            x = rng.normal() * rng.choice([0.01, 0.1, 1.0, 10.0])
+            x = np.float64(x) if i % 2 else float(x)  # both kinds of scalar Meta-World passes
+            lower = rng.normal() * 0.1
+            bounds = (lower, lower + abs(rng.normal()) * rng.choice([0.0, 0.1]))
+            margin = abs(rng.normal()) * rng.choice([0.0, 0.01, 1.0])
+            at_margin = rng.choice([0.1, 0.5, 0.01])
+            ours, theirs = (f(x, bounds, margin, sigmoid, at_margin) for f in (tolerance, reward_utils.tolerance))
+            assert type(ours) is type(theirs) and ours == theirs, (x, bounds, margin, sigmoid, at_margin)
+    assert np.isnan(tolerance(np.float64("nan"), (0.0, 1.0), 0.5, "long_tail"))
+    # Arrays and other sigmoids are Meta-World's own computation.
+    xs = np.linspace(-1, 1, 11)
+    np.testing.assert_array_equal(tolerance(xs, (0.0, 0.1), 0.5, "long_tail"),
+                                  reward_utils.tolerance(xs, (0.0, 0.1), 0.5, "long_tail"))
+    assert tolerance(0.7, (0.0, 0.1), 0.5, "hyperbolic") == reward_utils.tolerance(0.7, (0.0, 0.1), 0.5, "hyperbolic")
+    with pytest.raises(ValueError, match="Lower bound"):
+        tolerance(0.5, (1.0, 0.0), 0.5, "long_tail")
+    with pytest.raises(ValueError, match="non-negative"):
+        tolerance(0.5, (0.0, 0.1), -1.0, "long_tail")
+
+
+def test_fast_classes_of_all_50_tasks_step_exactly_like_metaworld():
+    """Every Meta-World v3 class (ML45 and MT50 use them all; some have two objects in the
+    observation), one goal each, a reset and random actions."""
+    import metaworld
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT50_V3_ARGS_KWARGS
+
+    rng = np.random.default_rng(0)
+    np.random.seed(0)  # Meta-World draws goals from numpy's global generator
+    for name, cls in ALL_V3_ENVIRONMENTS.items():
+        kwargs = {k: v for k, v in MT50_V3_ARGS_KWARGS[name]["kwargs"].items() if k != "task_id"}
+        goal_env = cls()  # one goal, the way Meta-World's benchmarks draw them
+        goal_env._freeze_rand_vec, goal_env._set_task_called = False, True
+        goal_env._set_task_inner(**kwargs)
+        goal_env.reset()
+        task = metaworld._encode_task(name, {**kwargs, "rand_vec": goal_env._last_rand_vec, "env_cls": cls,
+                                                "partially_observable": True})
+        envs = [goal_env, fast_class(cls)()]  # set_task freezes the goal_env's goal again
+        for env in envs:
+            env.set_task(task)
+        obs = [env.reset()[0] for env in envs]
+        np.testing.assert_array_equal(obs[0], obs[1])
+        for _ in range(50):
+            a = rng.uniform(-1, 1, 4).astype(np.float32)
+            out = [env.step(a) for env in envs]
+            np.testing.assert_array_equal(out[0][0], out[1][0])
+            assert out[0][1] == out[1][1] and out[0][4] == out[1][4], name
+        for env in envs:
+            env.close()
+
+
+def test_fast_classes_use_the_fast_pieces(ml10):
+    """The speed-ups are wired in: the caging reward reads our tolerance, the observation is ours."""
+    from meta_rl.envs import metaworld_fast
+
+    cls = fast_class(ml10._classes["test"]["sweep-into-v3"])
+    assert cls._gripper_caging_reward.__globals__["reward_utils"].tolerance is tolerance
+    assert cls._get_curr_obs_combined_no_goal is metaworld_fast._get_curr_obs_combined_no_goal
+    assert cls.touching_object is metaworld_fast.touching_object

@@ -1,7 +1,7 @@
 """Faster Meta-World envs with bit-identical results.
 
 Profiling a Sawyer env's ``step`` (``docs/throughput.md``) shows MuJoCo's ``mj_step`` at only
-11–27% of its time; two pieces of Python dominate the rest on half of ML10:
+11–27% of its time; pieces of Python take most of the rest:
 
 * ``SawyerXYZEnv.touching_object`` (the grasp test of the push, pick-place, sweep,
   shelf-place and sweep-into rewards) builds a Python object for every contact of the
@@ -12,12 +12,17 @@ Profiling a Sawyer env's ``step`` (``docs/throughput.md``) shows MuJoCo's ``mj_s
   :func:`quat_from_matrix` applies a stricter orthogonality test than scipy's and, when a
   matrix passes it, calls the conversion scipy itself would call; anything else goes
   through scipy unchanged.
+* ``reward_utils.tolerance`` (1–6 calls per step in most rewards) builds numpy arrays for
+  ``np.where`` around one scalar, ~17 µs a call. :func:`tolerance` does the same float64
+  operations on the scalar (~3 µs).
+* ``_get_curr_obs_combined_no_goal`` assembles the observation through ``np.split`` and three
+  ``np.hstack``; :func:`_get_curr_obs_combined_no_goal` copies the same values into one array.
 
-:func:`fast_class` returns a subclass of a Meta-World env class with these two replacements
+:func:`fast_class` returns a subclass of a Meta-World env class with these replacements
 (only for instances of that subclass: nothing in Meta-World or scipy is patched). Its
 observations, rewards and infos are bit-identical to the original class's
-(``tests/test_metaworld_fast.py``, over full episodes of all ML10 classes with Meta-World's
-scripted policies, which grasp the objects).
+(``tests/test_metaworld_fast.py``: full episodes of all ML10 classes with Meta-World's
+scripted policies, which grasp the objects, and random actions in all 50 classes).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import inspect
 import types
 
 import numpy as np
+from metaworld.sawyer_xyz_env import SawyerXYZEnv
+from metaworld.utils import reward_utils
 from scipy.spatial.transform import Rotation
 
 try:  # scipy's conversion of an orthogonal matrix (private; requirements.txt pins scipy)
@@ -85,9 +92,81 @@ def touching_object(self, object_geom_id: int) -> bool:
     return 0 < left and 0 < right
 
 
-def _with_fast_rotation(func: types.FunctionType) -> types.FunctionType:
-    """``func`` reading ``Rotation`` from a copy of its module's globals holding _FastRotation."""
-    module_globals = {**func.__globals__, "Rotation": _FastRotation}
+_SIGMOID_SCALES = {"long_tail": lambda v: np.sqrt(1 / v - 1), "gaussian": lambda v: np.sqrt(-2 * np.log(v))}
+_scales: dict = {}
+
+
+def tolerance(x, bounds=(0.0, 0.0), margin=0.0, sigmoid="gaussian", value_at_margin=0.1):
+    """``reward_utils.tolerance`` for a scalar ``x`` (a float or a numpy float64) and the two
+    sigmoids Meta-World's rewards use (``long_tail``, ``gaussian``), bit for bit: the same float64
+    operations on the one value, without building arrays for ``np.where``. Anything else
+    (arrays, other sigmoids, a value at margin outside (0, 1)) goes to Meta-World's function."""
+    kind = type(x)
+    if (kind is not float and kind is not np.float64) or sigmoid not in _SIGMOID_SCALES or not 0 < value_at_margin < 1:
+        return reward_utils.tolerance(x, bounds, margin, sigmoid, value_at_margin)
+    lower, upper = bounds
+    if lower > upper:
+        raise ValueError("Lower bound must be <= upper bound.")
+    if margin < 0:
+        raise ValueError(f"`margin` must be non-negative. Current value: {margin}")
+    if lower <= x <= upper:
+        return 1.0
+    if margin == 0:
+        return 0.0
+    d = np.float64(lower - x if x < lower else x - upper) / margin
+    key = (sigmoid, value_at_margin)
+    scale = _scales.get(key)
+    if scale is None:
+        scale = _scales[key] = _SIGMOID_SCALES[sigmoid](value_at_margin)
+    if sigmoid == "long_tail":
+        return float(1 / ((d * scale) ** 2 + 1))
+    return float(np.exp(-0.5 * (d * scale) ** 2))
+
+
+class _RewardUtils:
+    """Stands in for the ``reward_utils`` module in Meta-World's reward code: :func:`tolerance`,
+    everything else the module's own."""
+
+    tolerance = staticmethod(tolerance)
+
+    def __getattr__(self, name: str):
+        return getattr(reward_utils, name)
+
+
+def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
+    """``SawyerXYZEnv._get_curr_obs_combined_no_goal`` (hand position, gripper opening, each
+    object's position and quaternion, zero-padded) written into one array instead of through
+    ``np.split`` and three ``np.hstack``: the same values, copied, not computed differently."""
+    pos_hand = self.get_endeff_pos()
+    data = self.data
+    gripper = np.linalg.norm(data.body("rightclaw").xpos - data.body("leftclaw").xpos)
+    gripper = np.clip(gripper / 0.1, 0.0, 1.0)
+    obj_pos, obj_quat = self._get_pos_objects(), self._get_quat_objects()
+    n = len(obj_pos) // 3
+    if len(obj_pos) % 3 or len(obj_quat) != 4 * n:  # Meta-World's assertions and shape check
+        return SawyerXYZEnv._get_curr_obs_combined_no_goal(self)
+    out = np.zeros(4 + self._obs_obj_max_len)
+    out[:3] = pos_hand
+    out[3] = gripper
+    for i in range(n):
+        out[4 + 7 * i : 7 + 7 * i] = obj_pos[3 * i : 3 * i + 3]
+        out[7 + 7 * i : 11 + 7 * i] = obj_quat[4 * i : 4 * i + 4]
+    return out
+
+
+# Names in Meta-World's methods that are read from their module's globals, and what reads them instead.
+_FAST_GLOBALS = {"Rotation": (Rotation, _FastRotation), "reward_utils": (reward_utils, _RewardUtils()),
+                 "tolerance": (reward_utils.tolerance, tolerance)}
+
+
+def _with_fast_globals(func: types.FunctionType) -> types.FunctionType | None:
+    """``func`` reading the stand-ins of :data:`_FAST_GLOBALS` from a copy of its module's
+    globals, or None if it reads none of them."""
+    names = [name for name, (original, _) in _FAST_GLOBALS.items()
+             if name in func.__code__.co_names and func.__globals__.get(name) is original]
+    if not names:
+        return None
+    module_globals = {**func.__globals__, **{name: _FAST_GLOBALS[name][1] for name in names}}
     fast = types.FunctionType(func.__code__, module_globals, func.__name__, func.__defaults__, func.__closure__)
     fast.__kwdefaults__, fast.__qualname__ = func.__kwdefaults__, func.__qualname__
     return fast
@@ -95,12 +174,17 @@ def _with_fast_rotation(func: types.FunctionType) -> types.FunctionType:
 
 @functools.cache
 def fast_class(cls: type) -> type:
-    """A subclass of the Meta-World env class ``cls`` with :func:`touching_object` and every
-    method that calls scipy's ``Rotation`` reading :class:`_FastRotation` instead."""
+    """A subclass of the Meta-World env class ``cls`` with :func:`touching_object`, Meta-World's
+    observation layout through :func:`_get_curr_obs_combined_no_goal` (unless ``cls`` has its
+    own), and every method that calls scipy's ``Rotation`` or ``reward_utils.tolerance`` reading
+    :class:`_FastRotation` and :func:`tolerance` instead."""
     namespace = {"touching_object": touching_object, "__module__": __name__}
+    if inspect.getattr_static(cls, "_get_curr_obs_combined_no_goal") is SawyerXYZEnv._get_curr_obs_combined_no_goal:
+        namespace["_get_curr_obs_combined_no_goal"] = _get_curr_obs_combined_no_goal
     for name in dir(cls):
         attr = inspect.getattr_static(cls, name)  # a plain function for a method (not static)
-        if (isinstance(attr, types.FunctionType) and "Rotation" in attr.__code__.co_names
-                and attr.__globals__.get("Rotation") is Rotation):
-            namespace[name] = _with_fast_rotation(attr)
+        if isinstance(attr, types.FunctionType) and name not in namespace:
+            fast = _with_fast_globals(attr)
+            if fast is not None:
+                namespace[name] = fast
     return type(cls.__name__, (cls,), namespace)
