@@ -92,8 +92,12 @@ def touching_object(self, object_geom_id: int) -> bool:
     return 0 < left and 0 < right
 
 
-_SIGMOID_SCALES = {"long_tail": lambda v: np.sqrt(1 / v - 1), "gaussian": lambda v: np.sqrt(-2 * np.log(v))}
-_scales: dict = {}
+@functools.cache
+def _sigmoid_scale(sigmoid: str, value_at_margin: float) -> np.float64:
+    """The scale ``reward_utils._sigmoids`` computes for ``sigmoid`` at every call."""
+    if sigmoid == "long_tail":
+        return np.sqrt(1 / value_at_margin - 1)
+    return np.sqrt(-2 * np.log(value_at_margin))
 
 
 def tolerance(x, bounds=(0.0, 0.0), margin=0.0, sigmoid="gaussian", value_at_margin=0.1):
@@ -102,7 +106,7 @@ def tolerance(x, bounds=(0.0, 0.0), margin=0.0, sigmoid="gaussian", value_at_mar
     operations on the one value, without building arrays for ``np.where``. Anything else
     (arrays, other sigmoids, a value at margin outside (0, 1)) goes to Meta-World's function."""
     kind = type(x)
-    if (kind is not float and kind is not np.float64) or sigmoid not in _SIGMOID_SCALES or not 0 < value_at_margin < 1:
+    if (kind is not float and kind is not np.float64) or sigmoid not in ("long_tail", "gaussian") or not 0 < value_at_margin < 1:
         return reward_utils.tolerance(x, bounds, margin, sigmoid, value_at_margin)
     lower, upper = bounds
     if lower > upper:
@@ -114,23 +118,15 @@ def tolerance(x, bounds=(0.0, 0.0), margin=0.0, sigmoid="gaussian", value_at_mar
     if margin == 0:
         return 0.0
     d = np.float64(lower - x if x < lower else x - upper) / margin
-    key = (sigmoid, value_at_margin)
-    scale = _scales.get(key)
-    if scale is None:
-        scale = _scales[key] = _SIGMOID_SCALES[sigmoid](value_at_margin)
+    scale = _sigmoid_scale(sigmoid, value_at_margin)
     if sigmoid == "long_tail":
         return float(1 / ((d * scale) ** 2 + 1))
     return float(np.exp(-0.5 * (d * scale) ** 2))
 
 
-class _RewardUtils:
-    """Stands in for the ``reward_utils`` module in Meta-World's reward code: :func:`tolerance`,
-    everything else the module's own."""
-
-    tolerance = staticmethod(tolerance)
-
-    def __getattr__(self, name: str):
-        return getattr(reward_utils, name)
+# Stands in for the ``reward_utils`` module in Meta-World's reward code: :func:`tolerance`,
+# everything else the module's own (plain attributes: no lookup cost for hamacher_product & co.).
+_REWARD_UTILS = types.SimpleNamespace(**{**vars(reward_utils), "tolerance": tolerance})
 
 
 def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
@@ -155,7 +151,7 @@ def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
 
 
 # Names in Meta-World's methods that are read from their module's globals, and what reads them instead.
-_FAST_GLOBALS = {"Rotation": (Rotation, _FastRotation), "reward_utils": (reward_utils, _RewardUtils()),
+_FAST_GLOBALS = {"Rotation": (Rotation, _FastRotation), "reward_utils": (reward_utils, _REWARD_UTILS),
                  "tolerance": (reward_utils.tolerance, tolerance)}
 
 
