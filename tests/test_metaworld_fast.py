@@ -21,8 +21,15 @@ def test_quat_from_matrix_is_scipys():
     skewed = matrices[0].copy()
     skewed[0, 1] += 1e-9
     np.testing.assert_array_equal(quat_from_matrix(skewed), Rotation.from_matrix(skewed).as_quat())
-    with pytest.raises(ValueError, match="determinant"):
-        quat_from_matrix(-np.eye(3))
+    # Near the 1e-12 bound of our test, on either side (the fast path or scipy's), and mirror images.
+    rng = np.random.default_rng(0)
+    for scale in (1e-14, 1e-13, 5e-13, 2e-12, 1e-11):
+        for m in matrices[:200]:
+            near = m + rng.normal(0, scale, (3, 3))
+            np.testing.assert_array_equal(quat_from_matrix(near), Rotation.from_matrix(near).as_quat())
+    for mirror in (-np.eye(3), np.diag([1.0, 1.0, -1.0]), -matrices[1]):
+        with pytest.raises(ValueError, match="determinant"):
+            quat_from_matrix(mirror)
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

@@ -41,9 +41,6 @@ try:  # scipy's conversion of an orthogonal matrix (private; requirements.txt pi
 except ImportError:  # another scipy: always its public path (the same result, not faster)
     _from_matrix_orthogonal = None
 
-_EYE = np.eye(3)
-
-
 def quat_from_matrix(matrix: np.ndarray) -> np.ndarray:
     """``Rotation.from_matrix(matrix).as_quat()`` for one 3×3 matrix, bit for bit.
 
@@ -51,10 +48,18 @@ def quat_from_matrix(matrix: np.ndarray) -> np.ndarray:
     of the identity with ``_from_matrix_orthogonal`` and orthogonalises any other first.
     A matrix within 1e-12 everywhere (no rtol) with a positive determinant passes scipy's
     test too, so it takes the same conversion here; everything else is handed to scipy.
+    The test is done on Python floats (a numpy call per 3×3 operation costs more than the
+    arithmetic): the Gram matrix's six distinct entries, and the determinant's sign from the
+    triple product, which for a matrix that passed the Gram test is ±1 within ~1e-11, so any
+    rounding gives the sign ``np.linalg.det`` gives.
     """
-    if (_from_matrix_orthogonal is not None and (np.abs(matrix @ matrix.T - _EYE) <= 1e-12).all()
-            and np.linalg.det(matrix) > 0):
-        return _from_matrix_orthogonal(matrix)
+    if _from_matrix_orthogonal is not None and matrix.shape == (3, 3):
+        (a, b, c), (d, e, f), (g, h, i) = matrix.tolist()
+        if (abs(a * a + b * b + c * c - 1.0) <= 1e-12 and abs(d * d + e * e + f * f - 1.0) <= 1e-12
+                and abs(g * g + h * h + i * i - 1.0) <= 1e-12 and abs(a * d + b * e + c * f) <= 1e-12
+                and abs(a * g + b * h + c * i) <= 1e-12 and abs(d * g + e * h + f * i) <= 1e-12
+                and a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g) > 0):
+            return _from_matrix_orthogonal(matrix)
     return Rotation.from_matrix(matrix).as_quat()
 
 
