@@ -19,10 +19,19 @@ Measured in one run, on one machine:
     (memory must not grow with iterations);
 (f) a bare torch forward+backward of the same network on the same shapes, against our
     update's time per sample-epoch, with the achieved GFLOP/s;
-(g) meta-test evaluation rate (one trial of the full protocol on goals of every test class, after
-    an untimed one on the same goals, as (b) is timed after a warm-up iteration);
+(g) meta-test evaluation rate: one trial of the full protocol (adaptation episodes with sampled
+    actions, then evaluation episodes with the mean action) on goals of every test class;
 (g2) the same on goals of the training classes: the evaluation path on collection's env mix (the
-    test classes step slower than the training classes, which (g) includes).
+    test classes step slower than the training classes, which (g) includes);
+(g3) the test goals again with sampled actions in every episode: the same per-step work as
+    collection. (The mean action of a barely trained policy is close to 0: its hand hardly moves
+    in the evaluation episodes of (g) and (g2), which MuJoCo then steps faster than it would a
+    trained policy's.)
+
+The evaluations are timed right after each timed iteration (an untimed one on the same goals
+first, as (b) is timed after a warm-up iteration), and each is compared with that iteration's
+collection rate: the machine's speed drifts over minutes, so rates measured at different times
+do not compare. (g)-(g3)'s ratio to collection is the median of these per-iteration ratios.
 
 Every rate is also printed as a ratio to (a).
 """
@@ -185,8 +194,29 @@ def main(argv: list[str] | None = None) -> dict:
                       checkpoint_every=10**9, seed=cfg.seed, config={}, progress=False)
     workers = getattr(trainer.env, "num_workers", 0)
     trainer.train_iteration()  # warm-up: builds every env instance, first allocations
+
+    # (g)-(g3) meta-test evaluation, timed after each timed iteration. The untimed first calls
+    # build the evaluation workers' env instances and policy copies (once per run in training,
+    # where the evaluator is reused at every evaluation).
+    evaluator = MetaEvaluator(bench, model, cfg.eval.adaptation_episodes, cfg.eval.evaluation_episodes,
+                              num_envs=min(cfg.eval.num_envs, B))
+    n = evaluator.env.num_envs
+    # Goals of every class, as the full protocol evaluates (the first goals of one class alone
+    # made the rate depend on that class's step cost).
+    goals = {split: evaluation_tasks(bench, split, -(-n // len(bench.class_names(split))))[:n]
+             for split in ("test", "train")}
+    evaluations = {"test": ("test", True), "train": ("train", True), "test_sampled": ("test", False)}
+    for split in goals:
+        evaluator.evaluate(goals[split], seed=0)
+
+    def eval_rate(split: str, deterministic: bool) -> float:
+        t0 = time.perf_counter()
+        r = evaluator.evaluate(goals[split], seed=1, deterministic=deterministic)
+        return r["num_env_steps"] / (time.perf_counter() - t0)
+
     gc.collect()
     collect_rates, iter_rates, update_shares, update_times, rss = [], [], [], [], []
+    eval_rates: dict[str, list[float]] = {k: [] for k in evaluations}
     for i in range(args.iterations):
         t0 = time.perf_counter()
         m = trainer.train_iteration()
@@ -198,8 +228,11 @@ def main(argv: list[str] | None = None) -> dict:
         update_shares.append(m["charts/update_time"] / dt)
         gc.collect()
         rss.append(rss_mb())
+        for key, (split, deterministic) in evaluations.items():
+            eval_rates[key].append(eval_rate(split, deterministic))
         print(f"    iteration {i + 1}: {steps / dt:,.0f} steps/s end-to-end, collection "
-              f"{m['charts/collect_SPS']:,.0f} steps/s, update {m['charts/update_time']:.1f} s, RSS {rss[-1]:.0f} MB",
+              f"{m['charts/collect_SPS']:,.0f} steps/s, update {m['charts/update_time']:.1f} s, RSS {rss[-1]:.0f} MB; "
+              "then evaluation " + ", ".join(f"{key} {r[-1]:,.0f}" for key, r in eval_rates.items()) + " steps/s",
               flush=True)
     samples = B * E * H
     ours_per_sample_epoch = float(np.median(update_times)) / (samples * algo.epochs)
@@ -211,31 +244,16 @@ def main(argv: list[str] | None = None) -> dict:
     bare = bare_forward_backward(model, chunk, mb, input_dim, repeats=2 if args.quick else 3)
     flops = gru_flops_per_sample(input_dim, model.hidden, model.action_dim)
 
-    # (g) meta-test evaluation rate
-    evaluator = MetaEvaluator(bench, model, cfg.eval.adaptation_episodes, cfg.eval.evaluation_episodes,
-                              num_envs=min(cfg.eval.num_envs, B))
-    # Goals of every test class, as the full protocol evaluates (the first goals of one class
-    # alone made the rate depend on that class's step cost).
-    n = evaluator.env.num_envs
-    # Timed warm, as (b) is: the first call builds the workers' env instances and policy copies
-    # (once per run in training, where the evaluator is reused at every evaluation).
-    def eval_rate_on(split: str) -> float:
-        per_class = -(-n // len(bench.class_names(split)))
-        goals = evaluation_tasks(bench, split, per_class)[:n]
-        evaluator.evaluate(goals, seed=0)
-        t0 = time.perf_counter()
-        r = evaluator.evaluate(goals, seed=1)
-        return r["num_env_steps"] / (time.perf_counter() - t0)
-
-    eval_rate = eval_rate_on("test")
-    # (g2) the same evaluation on goals of the training classes: collection's env mix
-    eval_train_rate = eval_rate_on("train")
     worker_peak = max(_workers_peak_mb(trainer.env), _workers_peak_mb(evaluator.env))
     evaluator.close()
     trainer.env.close()
 
     collect = float(np.median(collect_rates))
     train_rate = float(np.median(iter_rates))
+    # Each evaluation against the collection of the iteration just before it.
+    evals = {key: (float(np.median(r)), float(np.median(np.divide(r, collect_rates)))) for key, r in eval_rates.items()}
+    (eval_rate, eval_ratio), (eval_train_rate, eval_train_ratio), (eval_sampled_rate, eval_sampled_ratio) = (
+        evals["test"], evals["train"], evals["test_sampled"])
     result = {
         "benchmark": bench.name, "meta_batch_size": B, "episodes_per_trial": E, "episode_length": H,
         "hidden": model.hidden, "epochs": algo.epochs, "num_minibatches": algo.num_minibatches,
@@ -252,8 +270,13 @@ def main(argv: list[str] | None = None) -> dict:
         "update_vs_bare": ours_per_sample_epoch / bare,
         "update_gflops": flops / ours_per_sample_epoch / 1e9,
         "bare_gflops": flops / bare / 1e9,
-        "eval_steps_per_s": eval_rate, "eval_vs_collect": eval_rate / collect,
-        "eval_train_steps_per_s": eval_train_rate, "eval_train_vs_collect": eval_train_rate / collect,
+        "eval_steps_per_s": eval_rate, "eval_vs_collect": eval_ratio,
+        "eval_train_steps_per_s": eval_train_rate, "eval_train_vs_collect": eval_train_ratio,
+        "eval_sampled_steps_per_s": eval_sampled_rate, "eval_sampled_vs_collect": eval_sampled_ratio,
+        "collect_steps_per_s_by_iteration": collect_rates,
+        "eval_steps_per_s_by_iteration": eval_rates["test"],
+        "eval_train_steps_per_s_by_iteration": eval_rates["train"],
+        "eval_sampled_steps_per_s_by_iteration": eval_rates["test_sampled"],
         "peak_rss_main_mb": _peak_mb(resource.RUSAGE_SELF),
         "peak_rss_worker_mb": worker_peak,
         "rss_after_iteration_mb": rss,
@@ -270,9 +293,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"(f) update {ours_per_sample_epoch * 1e6:.1f} us/sample-epoch vs bare fwd+bwd {bare * 1e6:.1f} us "
         f"= {result['update_vs_bare']:.2f}x   ({result['update_gflops']:.1f} vs {result['bare_gflops']:.1f} GFLOP/s)",
         f"(g) meta-test evaluation          {eval_rate:10,.0f} steps/s   {eval_rate / raw:.2f}x "
-        f"({eval_rate / collect:.2f}x collection)",
+        f"({eval_ratio:.2f}x collection)",
         f"(g2) the same on training goals   {eval_train_rate:10,.0f} steps/s   {eval_train_rate / raw:.2f}x "
-        f"({eval_train_rate / collect:.2f}x collection)",
+        f"({eval_train_ratio:.2f}x collection)",
+        f"(g3) test goals, sampled actions  {eval_sampled_rate:10,.0f} steps/s   {eval_sampled_rate / raw:.2f}x "
+        f"({eval_sampled_ratio:.2f}x collection)",
+        "    (g)-(g3) against the collection of the iteration just before each, median over iterations",
         f"cores {cores}, torch threads {torch.get_num_threads()}",
     ]
     print("\n".join(lines))

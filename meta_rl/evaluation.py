@@ -117,8 +117,12 @@ class MetaEvaluator:
             benchmark.episode_length, self.A + self.V, benchmark.reward_scale, generator=self.generator,
         )
 
-    def evaluate(self, tasks: list, seed: int) -> dict:
-        """One trial per task; returns :func:`summarize`'s dict plus ``num_env_steps``."""
+    def evaluate(self, tasks: list, seed: int, deterministic: bool | None = None) -> dict:
+        """One trial per task; returns :func:`summarize`'s dict plus ``num_env_steps``.
+
+        ``deterministic`` overrides the evaluator's choice for this call (True: the mean action
+        in the evaluation episodes; False: sampled actions throughout)."""
+        explore = self.explore_episodes if deterministic is None else (self.A if deterministic else None)
         self.generator.manual_seed(int(seed))
         if hasattr(self.env, "reseed"):  # stochastic envs (bandits, tabular MDPs) get the same stream too
             self.env.reseed(int(seed))
@@ -127,7 +131,7 @@ class MetaEvaluator:
         for start in range(0, len(tasks), B):
             chunk = tasks[start : start + B]
             padded = chunk + [chunk[0]] * (B - len(chunk))
-            batch = self.collector.collect(padded, explore_episodes=self.explore_episodes)
+            batch = self.collector.collect(padded, explore_episodes=explore)
             succ.append(batch.episode_successes()[:, : len(chunk)].T.cpu().numpy())
             ret.append(batch.episode_returns()[:, : len(chunk)].T.cpu().numpy())
         classes = [self.benchmark.task_class(t) for t in tasks]

@@ -8,7 +8,7 @@ FIELDS = {
     "raw_steps_per_s", "env_steps_per_s", "env_ratio", "collect_steps_per_s", "collect_ratio", "train_steps_per_s", "train_ratio",
     "update_share", "update_us_per_sample_epoch", "bare_fwd_bwd_us_per_sample", "update_vs_bare",
     "update_gflops", "bare_gflops", "eval_steps_per_s", "eval_vs_collect", "eval_train_steps_per_s",
-    "eval_train_vs_collect", "peak_rss_main_mb", "peak_rss_worker_mb", "rss_after_iteration_mb", "rss_growth_mb", "cores", "env_workers", "torch_threads",
+    "eval_train_vs_collect", "eval_sampled_steps_per_s", "eval_sampled_vs_collect", "peak_rss_main_mb", "peak_rss_worker_mb", "rss_after_iteration_mb", "rss_growth_mb", "cores", "env_workers", "torch_threads",
 }
 
 
@@ -19,8 +19,13 @@ def test_quick_benchmark_writes_every_field(tmp_path):
     assert FIELDS <= set(saved)
     assert saved == json.loads(json.dumps(result))
     for key in ("raw_steps_per_s", "env_steps_per_s", "collect_steps_per_s", "train_steps_per_s", "eval_steps_per_s",
-                "eval_train_steps_per_s", "bare_fwd_bwd_us_per_sample", "peak_rss_main_mb", "peak_rss_worker_mb"):
+                "eval_train_steps_per_s", "eval_sampled_steps_per_s", "bare_fwd_bwd_us_per_sample", "peak_rss_main_mb", "peak_rss_worker_mb"):
         assert saved[key] > 0, key
     assert 0 < saved["update_share"] < 1
     assert len(saved["rss_after_iteration_mb"]) == 2
+    for key in ("collect", "eval", "eval_train", "eval_sampled"):
+        assert len(saved[f"{key}_steps_per_s_by_iteration"]) == 2, key
+    # each evaluation is compared with the collection of the iteration before it
+    ratios = [e / c for e, c in zip(saved["eval_steps_per_s_by_iteration"], saved["collect_steps_per_s_by_iteration"])]
+    assert abs(saved["eval_vs_collect"] - sorted(ratios)[0] / 2 - sorted(ratios)[1] / 2) < 1e-9
     assert abs(saved["collect_ratio"] - saved["collect_steps_per_s"] / saved["raw_steps_per_s"]) < 1e-9

@@ -263,3 +263,18 @@ def test_sampled_evaluation_episodes_when_not_deterministic(scripted):
         mean_actions = model.mode(out[scripted.episode_length:])
         assert torch.allclose(actions, mean_actions) == det
     assert modes == {True: 1, False: None}
+
+
+def test_evaluate_can_override_deterministic_per_call(scripted):
+    """``evaluate(..., deterministic=...)`` gives what an evaluator built with that setting gives."""
+    model = GRUActorCritic(input_dim(scripted.observation_space, scripted.action_space), scripted.action_space,
+                           hidden=8, init_log_std=0.5)
+    results = {}
+    for built, override in ((True, None), (False, None), (True, False), (False, True)):
+        ev = MetaEvaluator(scripted, model, adaptation_episodes=1, evaluation_episodes=1, num_envs=2,
+                           deterministic=built)
+        ev.evaluate([0, 1], seed=0, deterministic=override)
+        results[built, override] = ev.collector.buf.actions.clone()
+    assert torch.equal(results[True, False], results[False, None])
+    assert torch.equal(results[False, True], results[True, None])
+    assert not torch.equal(results[True, None], results[False, None])
