@@ -28,10 +28,11 @@ Measured in one run, on one machine:
     in the evaluation episodes of (g) and (g2), which MuJoCo then steps faster than it would a
     trained policy's.)
 
-The evaluations are timed right after each timed iteration (an untimed one on the same goals
-first, as (b) is timed after a warm-up iteration), and each is compared with that iteration's
-collection rate: the machine's speed drifts over minutes, so rates measured at different times
-do not compare. (g)-(g3)'s ratio to collection is the median of these per-iteration ratios.
+The evaluations are timed between consecutive timed iterations (after an untimed one on the same
+goals, as (b) is timed after a warm-up iteration), and each is compared with the mean collection
+rate of the iterations just before and just after it: the machine's speed drifts over minutes, so
+rates measured at different times do not compare, and a drift within the bracket cancels to first
+order. (g)-(g3)'s ratio to collection is the median of these ratios (``--iterations`` n gives n - 1).
 
 Every rate is also printed as a ratio to (a).
 """
@@ -149,10 +150,13 @@ def bare_forward_backward(model, seq_len: int, batch: int, input_dim: int, repea
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test-sized run (short episodes, few steps)")
-    parser.add_argument("--iterations", type=int, default=2, help="training iterations to time")
+    parser.add_argument("--iterations", type=int, default=3,
+                        help="training iterations to time (>= 2: the evaluations are timed between them)")
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("overrides", nargs="*", help="train.py config overrides")
     args = parser.parse_args(argv)
+    if args.iterations < 2:
+        parser.error(f"--iterations {args.iterations}: needs at least 2 (the evaluations are timed between iterations)")
 
     from hydra import compose, initialize_config_dir
 
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     workers = getattr(trainer.env, "num_workers", 0)
     trainer.train_iteration()  # warm-up: builds every env instance, first allocations
 
-    # (g)-(g3) meta-test evaluation, timed after each timed iteration. The untimed first calls
+    # (g)-(g3) meta-test evaluation, timed between consecutive timed iterations. The untimed first calls
     # build the evaluation workers' env instances and policy copies (once per run in training,
     # where the evaluator is reused at every evaluation).
     evaluator = MetaEvaluator(bench, model, cfg.eval.adaptation_episodes, cfg.eval.evaluation_episodes,
@@ -228,12 +232,14 @@ def main(argv: list[str] | None = None) -> dict:
         update_shares.append(m["charts/update_time"] / dt)
         gc.collect()
         rss.append(rss_mb())
-        for key, (split, deterministic) in evaluations.items():
-            eval_rates[key].append(eval_rate(split, deterministic))
         print(f"    iteration {i + 1}: {steps / dt:,.0f} steps/s end-to-end, collection "
-              f"{m['charts/collect_SPS']:,.0f} steps/s, update {m['charts/update_time']:.1f} s, RSS {rss[-1]:.0f} MB; "
-              "then evaluation " + ", ".join(f"{key} {r[-1]:,.0f}" for key, r in eval_rates.items()) + " steps/s",
+              f"{m['charts/collect_SPS']:,.0f} steps/s, update {m['charts/update_time']:.1f} s, RSS {rss[-1]:.0f} MB",
               flush=True)
+        if i + 1 < args.iterations:
+            for key, (split, deterministic) in evaluations.items():
+                eval_rates[key].append(eval_rate(split, deterministic))
+            print("    evaluation " + ", ".join(f"{key} {r[-1]:,.0f}" for key, r in eval_rates.items()) + " steps/s",
+                  flush=True)
     samples = B * E * H
     ours_per_sample_epoch = float(np.median(update_times)) / (samples * algo.epochs)
     # (f) bare forward+backward on the same shapes as one minibatch of the update
@@ -250,8 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     collect = float(np.median(collect_rates))
     train_rate = float(np.median(iter_rates))
-    # Each evaluation against the collection of the iteration just before it.
-    evals = {key: (float(np.median(r)), float(np.median(np.divide(r, collect_rates)))) for key, r in eval_rates.items()}
+    # Each evaluation against the mean collection rate of the iterations just before and after it.
+    bracket = [(a + b) / 2 for a, b in zip(collect_rates[:-1], collect_rates[1:])]
+    evals = {key: (float(np.median(r)), float(np.median(np.divide(r, bracket)))) for key, r in eval_rates.items()}
     (eval_rate, eval_ratio), (eval_train_rate, eval_train_ratio), (eval_sampled_rate, eval_sampled_ratio) = (
         evals["test"], evals["train"], evals["test_sampled"])
     result = {
@@ -274,9 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
         "eval_train_steps_per_s": eval_train_rate, "eval_train_vs_collect": eval_train_ratio,
         "eval_sampled_steps_per_s": eval_sampled_rate, "eval_sampled_vs_collect": eval_sampled_ratio,
         "collect_steps_per_s_by_iteration": collect_rates,
-        "eval_steps_per_s_by_iteration": eval_rates["test"],
-        "eval_train_steps_per_s_by_iteration": eval_rates["train"],
-        "eval_sampled_steps_per_s_by_iteration": eval_rates["test_sampled"],
+        "eval_steps_per_s_between_iterations": eval_rates["test"],
+        "eval_train_steps_per_s_between_iterations": eval_rates["train"],
+        "eval_sampled_steps_per_s_between_iterations": eval_rates["test_sampled"],
         "peak_rss_main_mb": _peak_mb(resource.RUSAGE_SELF),
         "peak_rss_worker_mb": worker_peak,
         "rss_after_iteration_mb": rss,
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"({eval_train_ratio:.2f}x collection)",
         f"(g3) test goals, sampled actions  {eval_sampled_rate:10,.0f} steps/s   {eval_sampled_rate / raw:.2f}x "
         f"({eval_sampled_ratio:.2f}x collection)",
-        "    (g)-(g3) against the collection of the iteration just before each, median over iterations",
+        "    (g)-(g3) between timed iterations, each against the mean collection of the iterations around it",
         f"cores {cores}, torch threads {torch.get_num_threads()}",
     ]
     print("\n".join(lines))
