@@ -109,7 +109,7 @@ class MetaEvaluator:
         self.benchmark, self.model = benchmark, model
         self.A, self.V = adaptation_episodes, evaluation_episodes
         # Evaluation episodes take the mean action (Meta-World's protocol), or keep sampling.
-        self.explore_episodes = adaptation_episodes if deterministic else None
+        self.deterministic = deterministic
         self.generator = torch.Generator()
         self.env = benchmark.make_env(num_envs)
         self.collector = TrialCollector(
@@ -122,7 +122,8 @@ class MetaEvaluator:
 
         ``deterministic`` overrides the evaluator's choice for this call (True: the mean action
         in the evaluation episodes; False: sampled actions throughout)."""
-        explore = self.explore_episodes if deterministic is None else (self.A if deterministic else None)
+        deterministic = self.deterministic if deterministic is None else deterministic
+        explore = self.A if deterministic else None  # episodes with sampled actions (None: all)
         self.generator.manual_seed(int(seed))
         if hasattr(self.env, "reseed"):  # stochastic envs (bandits, tabular MDPs) get the same stream too
             self.env.reseed(int(seed))

@@ -25,6 +25,7 @@ def test_quick_benchmark_writes_every_field(tmp_path):
         assert saved[key] > 0, key
     assert 0 < saved["update_share"] < 1
     assert len(saved["rss_after_iteration_mb"]) == 2
+    assert abs(saved["collect_ratio"] - saved["collect_steps_per_s"] / saved["raw_steps_per_s"]) < 1e-9
     assert len(saved["collect_steps_per_s_by_iteration"]) == 2
     for key in ("eval", "eval_train", "eval_sampled"):
         assert len(saved[f"{key}_steps_per_s_between_iterations"]) == 1, key

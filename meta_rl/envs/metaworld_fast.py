@@ -41,6 +41,7 @@ try:  # scipy's conversion of an orthogonal matrix (private; requirements.txt pi
 except ImportError:  # another scipy: always its public path (the same result, not faster)
     _from_matrix_orthogonal = None
 
+
 def quat_from_matrix(matrix: np.ndarray) -> np.ndarray:
     """``Rotation.from_matrix(matrix).as_quat()`` for one 3×3 matrix, bit for bit.
 
