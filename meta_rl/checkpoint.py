@@ -54,6 +54,32 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return state
 
 
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load network weights into ``model``: the model of a meta-rl checkpoint, or a state dict
+    saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (same keys and
+    shapes); nothing else of the checkpoint (optimiser, counters, RNG) is used."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"init_weights={path} does not exist; give a checkpoint or a saved state dict")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"init_weights={path} is corrupt or unsafe to load ({first[:200]})") from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state.get("model")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"init_weights={path} holds neither a meta-rl checkpoint nor a state dict of tensors")
+    own = model.state_dict()
+    missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or extra or wrong:
+        what = (f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model's {tuple(own[wrong[0]].shape)}" if wrong
+                else f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
+        raise CheckpointError(f"init_weights={path} does not fit the model ({what}); "
+                              "configure the model as the weights were trained (model.hidden, model.previous_obs, ...)")
+    model.load_state_dict(state)
+
+
 def rng_state(**generators: Any) -> dict[str, Any]:
     """Global torch/numpy/python RNG states plus the given numpy Generators / torch Generators."""
     np_state = np.random.get_state()

@@ -127,6 +127,7 @@ class GRUModelConfig:
     # conf/model/gru.yaml sets the default of new runs.
     normalize_inputs: bool = False
     input_clip: float = 10.0
+    previous_obs: bool = False  # the input also carries the previous observation (meta_rl.rl2)
 
     def __post_init__(self) -> None:
         _positive("model", hidden=self.hidden, input_clip=self.input_clip)
@@ -265,6 +266,7 @@ class TrainConfig:
     checkpoint_keep: int = 3
     resume: Optional[str] = None
     auto_resume: bool = True
+    init_weights: Optional[str] = None  # start a new run from these network weights (meta_rl.checkpoint.load_weights)
     torch_threads: int = 0
     progress: bool = True
     run_dir: str = II("hydra:runtime.output_dir")

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from meta_rl import rl2
+from meta_rl import checkpoint, rl2
 from meta_rl.config import ConfigError, validate, with_schema_defaults
 
 
@@ -32,8 +32,9 @@ def build_benchmark(cfg: DictConfig):
 
 def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
     obs, act = benchmark.observation_space, benchmark.action_space
-    kwargs = {"input_mask": rl2.normalized_dims(obs, act).tolist()} if cfg.model.get("normalize_inputs") else {}
-    return instantiate(cfg.model, input_dim=rl2.input_dim(obs, act), action_space=act, **kwargs).to(cfg.device)
+    prev = bool(cfg.model.get("previous_obs", False))
+    kwargs = {"input_mask": rl2.normalized_dims(obs, act, prev).tolist()} if cfg.model.get("normalize_inputs") else {}
+    return instantiate(cfg.model, input_dim=rl2.input_dim(obs, act, prev), action_space=act, **kwargs).to(cfg.device)
 
 
 def build_algo(cfg: DictConfig, model, benchmark):
@@ -86,7 +87,6 @@ def prepare_run(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     are used as they are (set ``total_env_steps`` etc. in the saved config, or continue through
     ``train.py``). The automatic continuation takes ``cfg``'s resumable values.
     """
-    from meta_rl import checkpoint
     from meta_rl.config import TrainConfig
 
     if cfg.resume:
@@ -127,6 +127,8 @@ def train(cfg: DictConfig) -> float:
     OmegaConf.save(OmegaConf.create(config), os.path.join(run_dir, "resolved_config.yaml"))
     benchmark = build_benchmark(cfg)
     model = build_model(cfg, benchmark)
+    if state is None and cfg.init_weights:
+        checkpoint.load_weights(model, cfg.init_weights)
     algo = build_algo(cfg, model, benchmark)
     video = build_video_recorder(cfg.eval, benchmark, cfg.model, "test")
     evaluator, eval_tasks = build_evaluator(cfg.eval, benchmark, model, during_training=True)

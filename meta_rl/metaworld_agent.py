@@ -42,7 +42,7 @@ class MetaWorldRL2Agent:
         self.num_envs = num_envs
         self.device = model.value.weight.device
         self.action_space = gym.spaces.Box(-1.0, 1.0, (model.action_dim,), np.float32)
-        self.rl2 = RL2Inputs(num_envs, OBS_DIM, self.action_space, reward_scale)
+        self.rl2 = RL2Inputs(num_envs, OBS_DIM, self.action_space, reward_scale, model.previous_obs)
         self.generator = torch.Generator().manual_seed(seed)
         self.h = model.initial_state(num_envs)
         self._last_eval_action: np.ndarray | None = None

@@ -2,13 +2,20 @@
 
 Policy input at step t of a trial:
 
-    x_t = obs_t ⊕ a_{t-1} ⊕ reward_scale · r_{t-1} ⊕ d_{t-1}
+    x_t = obs_t ⊕ a_{t-1} ⊕ reward_scale · r_{t-1} ⊕ d_{t-1}  [⊕ obs_{t-1}]
 
 where ``d_{t-1} = 1`` when step t-1 was the last step of an episode, so at the first
 step of episode k > 1 the policy sees done = 1 together with the last reward and
-action of episode k-1. At the first step of a trial the three "previous" parts are
+action of episode k-1. At the first step of a trial the "previous" parts are
 zeros. ``a_{t-1}`` is the action the environment executed (clipped to the action
 box), one-hot encoded for discrete action spaces.
+
+``obs_{t-1}`` (optional, ``previous_obs``; not in the RL² paper) is the observation in
+which ``a_{t-1}`` was taken, so the input carries the whole last transition
+``(obs_{t-1}, a_{t-1}, r_{t-1}, obs_t)``. It adds no information (the recurrent state could
+keep ``obs_{t-1}`` itself) but spares the network from learning to: on tabular MDPs it is
+what lets the GRU file each reward under the state it was earned in
+(docs/rl2_paper_reproduction.md).
 
 Rollout and evaluation both use :class:`RL2Inputs`, so training and testing can
 never disagree about trial and episode boundaries.
@@ -26,39 +33,52 @@ def action_input_dim(action_space: gym.spaces.Space) -> int:
     return int(np.prod(action_space.shape))
 
 
-def input_dim(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> int:
-    return int(np.prod(observation_space.shape)) + action_input_dim(action_space) + 2
+def input_dim(observation_space: gym.spaces.Box, action_space: gym.spaces.Space, previous_obs: bool = False) -> int:
+    obs = int(np.prod(observation_space.shape))
+    return obs + action_input_dim(action_space) + 2 + (obs if previous_obs else 0)
 
 
-def normalized_dims(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> np.ndarray:
-    """Bool mask over the input dims that input normalisation standardises: the observation
+def normalized_dims(
+    observation_space: gym.spaces.Box, action_space: gym.spaces.Space, previous_obs: bool = False
+) -> np.ndarray:
+    """Bool mask over the input dims that input normalisation standardises: the observations
     and the reward (arbitrary scales), not the previous action (bounded, or one-hot) nor the
     done flag."""
     obs = int(np.prod(observation_space.shape))
-    mask = np.zeros(input_dim(observation_space, action_space), bool)
+    mask = np.zeros(input_dim(observation_space, action_space, previous_obs), bool)
     mask[:obs] = True
     mask[obs + action_input_dim(action_space)] = True
+    if previous_obs:
+        mask[-obs:] = True
     return mask
 
 
 class RL2Inputs:
-    """Keeps (previous action, reward, done) for ``num_envs`` envs and builds policy inputs.
+    """Keeps (previous action, reward, done[, observation]) for ``num_envs`` envs and builds policy inputs.
 
     ``build`` returns a view of a preallocated ``[num_envs, input_dim]`` float32 buffer.
     """
 
-    def __init__(self, num_envs: int, obs_dim: int, action_space: gym.spaces.Space, reward_scale: float):
+    def __init__(
+        self,
+        num_envs: int,
+        obs_dim: int,
+        action_space: gym.spaces.Space,
+        reward_scale: float,
+        previous_obs: bool = False,
+    ):
         self.num_envs = num_envs
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.obs_dim = obs_dim
         self.act_dim = action_input_dim(action_space)
         self.reward_scale = float(reward_scale)
-        self.dim = obs_dim + self.act_dim + 2
+        self.previous_obs = bool(previous_obs)
+        self.dim = obs_dim + self.act_dim + 2 + (obs_dim if previous_obs else 0)
         self._x = np.zeros((num_envs, self.dim), np.float32)
         self._rows = np.arange(num_envs)
 
     def start_trial(self) -> None:
-        """Zero the previous action, reward and done flag (first step of a trial)."""
+        """Zero the previous action, reward, done flag (and observation) (first step of a trial)."""
         self._x[:, self.obs_dim :] = 0.0
 
     def build(self, obs: np.ndarray) -> np.ndarray:
@@ -67,8 +87,11 @@ class RL2Inputs:
         return self._x
 
     def record(self, action: np.ndarray, reward: np.ndarray, episode_done: bool | np.ndarray) -> None:
-        """Store what the next step's input carries: executed action, raw reward, done flag."""
+        """Store what the next step's input carries: executed action, raw reward, done flag
+        (and the observation the action was taken in, the one the last ``build`` got)."""
         a0, r, d = self.obs_dim, self.obs_dim + self.act_dim, self.obs_dim + self.act_dim + 1
+        if self.previous_obs:
+            self._x[:, d + 1 :] = self._x[:, : self.obs_dim]
         if self.discrete:
             self._x[:, a0:r] = 0.0
             self._x[self._rows, a0 + action.astype(np.int64)] = 1.0

@@ -61,6 +61,36 @@ def test_rl2inputs_discrete_actions_are_one_hot():
     assert np.all(rl2.build(np.ones((2, 1), np.float32))[:, 1:] == 0)
 
 
+def test_previous_observation_input_carries_the_last_transition(scripted):
+    torch.manual_seed(0)
+    obs_space, act_space = scripted.observation_space, scripted.action_space
+    assert input_dim(obs_space, act_space, previous_obs=True) == input_dim(obs_space, act_space) + 3
+    mask = normalized_dims(obs_space, act_space, previous_obs=True)
+    assert mask.tolist() == [True] * 3 + [False, False, True, False] + [True] * 3
+    model = GRUActorCritic(input_dim(obs_space, act_space, True), act_space, hidden=8, previous_obs=True)
+    env = scripted.make_env(scripted.meta_batch_size)
+    col = TrialCollector(env, model, 3, act_space, scripted.episode_length, scripted.episodes_per_trial,
+                         scripted.reward_scale, generator=torch.Generator().manual_seed(0))
+    x = col.collect([0, 1]).inputs.numpy()  # [T, B, obs 3 + act 2 + r + d + previous obs 3]
+    H = scripted.episode_length
+    assert np.all(x[0, :, 3:] == 0.0), "nothing before the first step of a trial"
+    # every later step sees the observation of the step before, across episode boundaries too
+    np.testing.assert_array_equal(x[1:, :, 7:], x[:-1, :, :3])
+    assert x[H, 0, 0] == 0.0 and x[H, 0, 7] == H - 1  # episode 2 starts: reset obs, last obs of episode 1
+    np.testing.assert_array_equal(x[H, :, 6], [1.0, 1.0])  # with the done flag
+    # the same collection in a fresh trial starts from zeros again
+    np.testing.assert_array_equal(col.collect([1, 0]).inputs.numpy()[0, :, 3:], 0.0)
+
+
+def test_previous_observation_option_builds_the_wider_model(make_cfg):
+    from meta_rl.experiment import build_benchmark, build_model
+
+    for prev, width in (("false", 10 + 5 + 2), ("true", 10 + 5 + 2 + 10)):
+        cfg = make_cfg("env=tabular_mdp", "model.hidden=8", f"model.previous_obs={prev}")
+        model = build_model(cfg, build_benchmark(cfg))
+        assert model.gru.input_size == width and model.previous_obs == (prev == "true")
+
+
 def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
     """Replaying the stored inputs through the GRU with one continuous state reproduces the
     rollout's values: the state was carried over episode ends. The stored chunk-start states

@@ -105,3 +105,27 @@ def test_schedules_follow_the_iteration_count(make_cfg, tmp_path):
         rows = list(csv.DictReader(f))
     assert [float(r["losses/lr"]) for r in rows] == pytest.approx([1e-2 * (1 - i / 4) for i in range(4)])
     assert [float(r["losses/entropy_coef"]) for r in rows] == pytest.approx([0.01 - 0.008 * i / 4 for i in range(4)])
+
+
+def test_init_weights_start_a_new_run_from_saved_weights(make_cfg, tmp_path, monkeypatch):
+    import meta_rl.experiment as experiment
+
+    bandit = ["experiment=rl2_bandit_k2_n10", "model.hidden=8", "total_env_steps=2500", "eval.every=0",
+              "eval.final=false", "checkpoint_every=1"]  # one iteration of 250 trials
+    train(make_cfg(*bandit, run_dir=str(tmp_path / "a")))
+    trained = checkpoint.load(str(tmp_path / "a" / "checkpoints" / "latest.pt"))["model"]
+    by_hand = {k: v + 0.5 for k, v in trained.items()}  # a state dict saved with torch.save
+    torch.save(by_hand, tmp_path / "weights.pt")
+
+    seen = []
+    build_algo = experiment.build_algo
+    monkeypatch.setattr(experiment, "build_algo", lambda cfg, model, bench: (
+        seen.append({k: v.clone() for k, v in model.state_dict().items()}), build_algo(cfg, model, bench))[1])
+    for source, expected in ((tmp_path / "a" / "checkpoints" / "latest.pt", trained),
+                             (tmp_path / "weights.pt", by_hand)):
+        train(make_cfg(*bandit, f"init_weights={source}", run_dir=str(tmp_path / source.stem)))
+        assert seen[-1].keys() == expected.keys()
+        for k in expected:
+            assert torch.equal(seen[-1][k], expected[k]), k
+    train(make_cfg(*bandit, run_dir=str(tmp_path / "fresh")))
+    assert not torch.equal(seen[-1]["gru.weight_ih_l0"], trained["gru.weight_ih_l0"])

@@ -34,6 +34,9 @@ class GRUActorCritic(nn.Module):
         input_mask: which input dims are standardised (default: all); the RL² layout's mask
             is :func:`meta_rl.rl2.normalized_dims` (observation and reward, not action or done).
         input_clip: bound on standardised inputs.
+        previous_obs: the RL² input this network reads also carries the previous observation
+            (:mod:`meta_rl.rl2`); ``input_dim`` must count it. Stored here, where every
+            collector of the model's data reads it, so the layout travels with the model.
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class GRUActorCritic(nn.Module):
         normalize_inputs: bool = False,
         input_mask=None,
         input_clip: float = 10.0,
+        previous_obs: bool = False,
     ) -> None:
         super().__init__()
+        self.previous_obs = bool(previous_obs)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         self.hidden = hidden
