@@ -71,10 +71,12 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         raise CheckpointError(f"init_weights={path} holds neither a meta-rl checkpoint nor a state dict of tensors")
     own = model.state_dict()
     missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
-    if missing or extra or wrong:
-        what = (f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model's {tuple(own[wrong[0]].shape)}" if wrong
-                else f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
+    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+    if wrong:
+        what = f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model's {tuple(own[wrong[0]].shape)}"
+    else:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else ""
+    if what:
         raise CheckpointError(f"init_weights={path} does not fit the model ({what}); "
                               "configure the model as the weights were trained (model.hidden, model.previous_obs, ...)")
     model.load_state_dict(state)
