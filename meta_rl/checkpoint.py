@@ -40,15 +40,21 @@ def save(path: str, state: dict[str, Any]) -> None:
         raise
 
 
-def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (never executes code from the file)."""
+def _read(path: str, name: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (never executes code from the file); ``name``
+    says what the file is in the one-line error (e.g. "checkpoint <path>")."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{name} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"checkpoint {path} is corrupt or unsafe to load ({first[:200]})") from None
+        raise CheckpointError(f"{name} is corrupt or unsafe to load ({first[:200]})") from None
+
+
+def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (never executes code from the file)."""
+    state = _read(path, f"checkpoint {path}", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a meta-rl checkpoint (expected format {FORMAT})")
     return state
@@ -56,30 +62,20 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
     """Load network weights into ``model``: the model of a meta-rl checkpoint, or a state dict
-    saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (same keys and
-    shapes); nothing else of the checkpoint (optimiser, counters, RNG) is used."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"init_weights={path} does not exist; give a checkpoint or a saved state dict")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"init_weights={path} is corrupt or unsafe to load ({first[:200]})") from None
+    saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (torch's strict
+    ``load_state_dict``); nothing else of the checkpoint (optimiser, counters, RNG) is used."""
+    name = f"init_weights={path}"
+    state = _read(path, name)
     if isinstance(state, dict) and state.get("format") == FORMAT:
         state = state.get("model")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"init_weights={path} holds neither a meta-rl checkpoint nor a state dict of tensors")
-    own = model.state_dict()
-    missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-    if wrong:
-        what = f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the model's {tuple(own[wrong[0]].shape)}"
-    else:
-        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else ""
-    if what:
-        raise CheckpointError(f"init_weights={path} does not fit the model ({what}); "
-                              "configure the model as the weights were trained (model.hidden, model.previous_obs, ...)")
-    model.load_state_dict(state)
+        raise CheckpointError(f"{name} holds neither a meta-rl checkpoint nor a state dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # "Error(s) in loading state_dict ...:" then one line per kind of mismatch
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise CheckpointError(f"{name} does not fit the model ({first[:200]}); configure the model as the "
+                              "weights were trained (model.hidden, model.previous_obs, ...)") from None
 
 
 def rng_state(**generators: Any) -> dict[str, Any]:

@@ -117,10 +117,14 @@ def test_init_weights_start_a_new_run_from_saved_weights(make_cfg, tmp_path, mon
     by_hand = {k: v + 0.5 for k, v in trained.items()}  # a state dict saved with torch.save
     torch.save(by_hand, tmp_path / "weights.pt")
 
-    seen = []
+    seen = []  # the weights each run's model has when the algorithm is built (after init_weights)
     build_algo = experiment.build_algo
-    monkeypatch.setattr(experiment, "build_algo", lambda cfg, model, bench: (
-        seen.append({k: v.clone() for k, v in model.state_dict().items()}), build_algo(cfg, model, bench))[1])
+
+    def recording_build_algo(cfg, model, bench):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return build_algo(cfg, model, bench)
+
+    monkeypatch.setattr(experiment, "build_algo", recording_build_algo)
     for source, expected in ((tmp_path / "a" / "checkpoints" / "latest.pt", trained),
                              (tmp_path / "weights.pt", by_hand)):
         train(make_cfg(*bandit, f"init_weights={source}", run_dir=str(tmp_path / source.stem)))

@@ -76,7 +76,7 @@ def play(model, bench, tasks, seed: int, follow: str, generator: torch.Generator
             if prev_obs and t > 0:
                 xs[t, :, inputs.dim :] = xs[t - 1, :, : bench.states]
             labels[t] = teacher.act(state, step)
-            q = teacher.q[step][teacher._rows, state]
+            q = teacher.q[step][np.arange(batch), state]
             ceiling[t] = 1.0 / (q >= q.max(axis=-1, keepdims=True)).sum(axis=-1)
             out, _, h = model(torch.from_numpy(xs[t])[None], h)
             if follow == "teacher":
