@@ -52,6 +52,7 @@ class MetaWorldEnvConfig:
     episode_length: int = 500
     reward_scale: float = 0.1
     benchmark_seed: int = II("seed")
+    goal_observable: bool = False
     num_workers: Optional[int] = None
 
     def __post_init__(self) -> None:
@@ -160,13 +161,15 @@ class PPOConfig:
     baseline: str = "critic"
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
     entropy_coef_final: Optional[float] = None  # linear schedule entropy_coef → this (null: constant)
+    aux_task_coef: float = 0.0  # > 0: regress the task features from the GRU state (meta_rl.algos.ppo)
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
             raise ConfigError(f"algo.baseline={self.baseline} is unknown; valid: {', '.join(BASELINES)}")
         _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
                   chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
-        _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef)
+        _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef,
+                      aux_task_coef=self.aux_task_coef)
         if self.lr_final is not None:
             _non_negative("algo", lr_final=self.lr_final)
         if self.entropy_coef_final is not None:

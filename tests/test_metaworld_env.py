@@ -61,3 +61,24 @@ def test_full_length_episode_runs_without_termination(ml10):
         for _ in range(500):
             env.step(np.zeros((1, 4), np.float32))
     env.close()
+
+
+def test_goal_observable_puts_the_goal_into_the_observation():
+    hidden = MetaWorldBenchmark("ML1", task="reach-v3", meta_batch_size=2, benchmark_seed=0, num_workers=0)
+    shown = MetaWorldBenchmark("ML1", task="reach-v3", meta_batch_size=2, benchmark_seed=0, num_workers=0,
+                               goal_observable=True)
+    tasks = {b: b.sample_tasks("test", 2, np.random.default_rng(0)) for b in (hidden, shown)}
+    obs = {}
+    for bench in (hidden, shown):
+        env = bench.make_env(2)
+        env.set_tasks(tasks[bench])
+        first = env.reset()
+        after, _, _ = env.step(np.zeros((2, 4), np.float32))
+        obs[bench] = (first, after, [e._target_pos.copy() for e in env._envs])
+        env.close()
+    np.testing.assert_array_equal(obs[hidden][0][:, 36:], 0.0)
+    goals = np.stack(obs[shown][2]).astype(np.float32)
+    assert np.all(np.abs(goals) > 0) and not np.allclose(goals[0], goals[1])
+    for i in (0, 1):  # the goal in both the reset and the step observation; the rest unchanged
+        np.testing.assert_array_equal(obs[shown][i][:, 36:], goals)
+        np.testing.assert_array_equal(obs[shown][i][:, :36], obs[hidden][i][:, :36])

@@ -16,6 +16,7 @@ the calling process. Both give bit-identical results.
 from __future__ import annotations
 
 import functools
+import pickle
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -38,6 +39,25 @@ def _load_benchmark(name: str, task: str | None, seed: int):
     return getattr(metaworld, name)(seed=seed)
 
 
+def _with_goal_in_obs(task):
+    """``task`` with Meta-World's ``partially_observable`` flag off (the flag travels in the
+    task's pickled data; ``set_task`` applies it)."""
+    data = pickle.loads(task.data)
+    data["partially_observable"] = False
+    return type(task)(env_name=task.env_name, data=pickle.dumps(data))
+
+
+RAND_VEC_DIM = 6  # the longest rand_vec of a Meta-World v3 task (object and goal positions)
+
+
+def _rand_vec(task) -> np.ndarray:
+    """The task's randomised positions, zero-padded to :data:`RAND_VEC_DIM`."""
+    vec = np.asarray(pickle.loads(task.data)["rand_vec"], np.float64)
+    out = np.zeros(RAND_VEC_DIM)
+    out[: len(vec)] = vec
+    return out
+
+
 def task_names(benchmark: str) -> list[str]:
     """All Meta-World v3 task names valid for ``env.task`` (ML1)."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -57,6 +77,10 @@ class MetaWorldBenchmark:
         episode_length: steps per episode (Meta-World's max_path_length is 500).
         reward_scale: v2 rewards lie in [0, 10]; 0.1 maps them to [0, 1].
         benchmark_seed: seeds Meta-World's goal generation (which goals exist).
+        goal_observable: put each task's goal position into the last 3 observation
+            entries, which Meta-World's meta-learning benchmarks zero (the multi-task MT
+            setting). A diagnostic: it separates "can the learner solve the class" from
+            "can it find the hidden goal from rewards". Off for every meta-learning result.
         name: display name (run directories, logs).
         num_workers: worker processes stepping the envs of ``make_env``; None = one per
             usable core, at most one per env (in-process when that is one), 0 = in-process.
@@ -71,6 +95,7 @@ class MetaWorldBenchmark:
         episode_length: int = 500,
         reward_scale: float = 0.1,
         benchmark_seed: int = 0,
+        goal_observable: bool = False,
         name: str | None = None,
         num_workers: int | None = None,
     ) -> None:
@@ -96,11 +121,12 @@ class MetaWorldBenchmark:
         self.reward_scale = reward_scale
         self._bench = _load_benchmark(benchmark, task, benchmark_seed)
         self._classes = {"train": self._bench.train_classes, "test": self._bench.test_classes}
+        self.goal_observable = goal_observable
         self._tasks: dict[str, dict[str, list]] = {}
         for split, tasks in (("train", self._bench.train_tasks), ("test", self._bench.test_tasks)):
             by_class: dict[str, list] = defaultdict(list)
             for t in tasks:
-                by_class[t.env_name].append(t)
+                by_class[t.env_name].append(_with_goal_in_obs(t) if goal_observable else t)
             self._tasks[split] = {c: by_class[c] for c in self._classes[split]}
         n_train = len(self._classes["train"])
         if meta_batch_size % n_train:
@@ -108,6 +134,13 @@ class MetaWorldBenchmark:
                 f"env.meta_batch_size={meta_batch_size} must be a multiple of the {n_train} "
                 f"training classes of {self.name}"
             )
+        # Task features (algo.aux_task_coef): each task's randomised positions (Meta-World's
+        # rand_vec: object and/or goal, 3 or 6 numbers), standardised over the training tasks.
+        rand = np.stack([_rand_vec(t) for t in self.all_tasks("train")])
+        self._rand_mean = rand.mean(0)
+        std = rand.std(0)
+        self._rand_scale = np.where(std > 1e-6, 1.0 / np.maximum(std, 1e-6), 0.0)
+        self._class_index = {c: i for i, c in enumerate(self._classes["train"])}
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 
@@ -119,6 +152,23 @@ class MetaWorldBenchmark:
 
     def all_tasks(self, split: str) -> list:
         return [t for c in self._classes[split] for t in self._tasks[split][c]]
+
+    @property
+    def task_feature_dim(self) -> int:
+        n = len(self._class_index)
+        return RAND_VEC_DIM + (n if n > 1 else 0)
+
+    def task_features(self, tasks: Sequence) -> np.ndarray:
+        """What the hidden state should infer of each training task: its randomised positions
+        (object and/or goal; Meta-World's ``rand_vec``, zero-padded to 6, standardised) and,
+        with several training classes, the class as a one-hot. ``float32 [n, task_feature_dim]``."""
+        rand = (np.stack([_rand_vec(t) for t in tasks]) - self._rand_mean) * self._rand_scale
+        if len(self._class_index) == 1:
+            return rand.astype(np.float32)
+        onehot = np.zeros((len(tasks), len(self._class_index)))
+        for i, t in enumerate(tasks):
+            onehot[i, self._class_index[t.env_name]] = 1.0  # KeyError for a test task: training only
+        return np.concatenate([rand, onehot], 1).astype(np.float32)
 
     def sample_tasks(self, split: str, n: int, rng: np.random.Generator) -> list:
         """``n // C`` tasks of each of the C classes (goals without replacement), in class order."""
