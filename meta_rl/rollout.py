@@ -29,6 +29,8 @@ class TrialBatch:
     successes [T, B] bool        per-step success signal
     episode_end [T] bool         True at the last step of each episode
     hidden [C, B, H]             hidden state before the first step of each chunk
+    task_features [B, F] or None  the trials' task features (set by the trainer when the
+                                  algorithm regresses them, ``algo.aux_task_coef``)
     """
 
     inputs: torch.Tensor
@@ -41,6 +43,7 @@ class TrialBatch:
     hidden: torch.Tensor
     chunk_length: int
     episodes_per_trial: int
+    task_features: torch.Tensor | None = None
 
     @property
     def num_steps(self) -> int:

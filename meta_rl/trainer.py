@@ -6,6 +6,7 @@ Takes plain objects and values; only :mod:`meta_rl.experiment` reads the config.
 from __future__ import annotations
 
 import copy as copy_module
+import dataclasses
 import math
 import os
 import signal
@@ -283,6 +284,9 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
+        if getattr(self.algo, "aux_task_coef", 0.0) > 0:
+            features = torch.as_tensor(self.benchmark.task_features(tasks), device=batch.rewards.device)
+            batch = dataclasses.replace(batch, task_features=features)
         if hasattr(self.algo, "set_progress"):  # schedules follow the iteration count (resumable)
             self.algo.set_progress(self.iteration / self.num_iterations)
         stats = self.algo.update(batch, self.update_gen)

@@ -245,3 +245,53 @@ def test_linear_schedules_of_lr_and_entropy_coef():
     plain.set_progress(0.9)
     assert plain.optimizer.param_groups[0]["lr"] == 1e-2 and plain.entropy_coef == 0.03
     assert "lr" not in plain.update(batch)
+
+
+def _aux_model_and_batch(seed=0):
+    """A model with a task head and a batch of 4 trials (2 chunks each) with task features."""
+    import dataclasses
+
+    bench = ScriptedBenchmark(episode_length=5, episodes_per_trial=2, meta_batch_size=4)
+    torch.manual_seed(seed)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=16,
+                           task_dim=3)
+    col = TrialCollector(bench.make_env(4), model, 3, bench.action_space, 5, 2, bench.reward_scale,
+                         chunk_length=5, generator=torch.Generator().manual_seed(seed))
+    features = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    return model, dataclasses.replace(col.collect([0, 1, 2, 3]), task_features=features)
+
+
+def test_aux_task_loss_is_the_trials_features_regressed_at_every_step():
+    model, batch = _aux_model_and_batch()
+    with torch.no_grad():  # the whole trial, unchunked: step t of trial b against trial b's features
+        feats, _ = model.encode(batch.inputs, model.initial_state(4))
+        expected = (model.task_head(feats) - batch.task_features).pow(2).mean().item()
+    algo = PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5, aux_task_coef=1.0)
+    stats = algo.update(batch, torch.Generator().manual_seed(0))
+    assert stats["aux_task_loss"] == pytest.approx(expected, rel=1e-5)
+    # the same features given to the wrong trials give another loss
+    shuffled = type(batch)(**{**batch.__dict__, "task_features": batch.task_features.roll(1, 0)})
+    assert PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5,
+                   aux_task_coef=1.0).update(shuffled)["aux_task_loss"] != pytest.approx(expected, rel=1e-3)
+
+
+def test_aux_task_loss_is_learned_and_off_by_default():
+    model, batch = _aux_model_and_batch()
+    algo = PPOClip(model, lr=1e-2, epochs=10, num_minibatches=2, chunk_length=5, aux_task_coef=1.0)
+    first = algo.update(batch, torch.Generator().manual_seed(0))["aux_task_loss"]
+    for _ in range(5):
+        last = algo.update(batch, torch.Generator().manual_seed(0))["aux_task_loss"]
+    assert last < 0.3 * first
+    head = model.task_head.weight.detach().clone()
+    stats = PPOClip(model, lr=1e-2, epochs=2, num_minibatches=2, chunk_length=5).update(batch)
+    assert "aux_task_loss" not in stats and torch.equal(model.task_head.weight, head)
+
+
+def test_aux_task_coef_needs_a_task_head_and_features():
+    model, batch = _batch()
+    with pytest.raises(ValueError, match="task_head"):
+        PPOClip(model, aux_task_coef=0.1)
+    aux_model, aux_batch = _aux_model_and_batch()
+    with pytest.raises(ValueError, match="task_features"):
+        PPOClip(aux_model, chunk_length=5, aux_task_coef=0.1).update(type(aux_batch)(
+            **{**aux_batch.__dict__, "task_features": None}))

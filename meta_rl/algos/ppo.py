@@ -99,6 +99,11 @@ class PPOClip:
             ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
             paper; the value head is then neither used nor trained).
         reward_scale: multiplies env rewards before GAE (set from the benchmark).
+        aux_task_coef: weight of an auxiliary loss, the mean squared error of the model's
+            ``task_head`` on the GRU state against the trial's task features
+            (``TrialBatch.task_features``) at every step: the hidden state is taught what task
+            it is in (task-inference supervision, e.g. Humplik et al. 2019), on training trials
+            only; acting and evaluation read nothing of it. 0 = plain RL².
         lr_final, entropy_coef_final: when set, ``lr`` / ``entropy_coef`` go linearly from their
             value at the start of training to this one at the end (:meth:`set_progress`,
             called by the trainer before each update); ``None`` keeps them constant.
@@ -125,9 +130,13 @@ class PPOClip:
         reward_scale: float = 1.0,
         lr_final: float | None = None,
         entropy_coef_final: float | None = None,
+        aux_task_coef: float = 0.0,
     ) -> None:
         if baseline not in ("critic", "linear"):
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
+        if aux_task_coef > 0 and getattr(model, "task_head", None) is None:
+            raise ValueError("algo.aux_task_coef > 0 needs a model with a task_head (built with task_dim > 0)")
+        self.aux_task_coef = aux_task_coef
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
         self.epochs, self.num_minibatches, self.chunk_length = epochs, num_minibatches, chunk_length
@@ -188,10 +197,16 @@ class PPOClip:
         old_logp, adv, ret = _chunks(batch.log_probs, chunk), _chunks(adv, chunk), _chunks(targets, chunk)
         h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
         n_seq = x.shape[1]
+        aux = self.aux_task_coef > 0
+        if aux:
+            if batch.task_features is None:
+                raise ValueError("algo.aux_task_coef > 0 but the batch carries no task_features")
+            # Sequence n = c·B + b is a chunk of trial b: its target is trial b's features.
+            task_targets = batch.task_features.repeat(n_seq // batch.task_features.shape[0], 1)
         mb_size = max(1, n_seq // self.num_minibatches)
         # A state-dependent std is a function of the data: report its mean over the samples.
         report_std = getattr(model, "state_std", False)
-        keys = DIAGNOSTICS + (("policy_std",) if report_std else ())
+        keys = DIAGNOSTICS + (("policy_std",) if report_std else ()) + (("aux_task_loss",) if aux else ())
         sums = dict.fromkeys(keys, 0.0)
         n = 0
         for _ in range(self.epochs):
@@ -200,7 +215,12 @@ class PPOClip:
                 if self.interrupt is not None:
                     self.interrupt()
                 idx = perm[start : start + mb_size]
-                out, value, _ = model(x[:, idx], h0[:, idx])
+                if aux:
+                    feats, _ = model.encode(x[:, idx], h0[:, idx])
+                    out, value = model.policy(feats), model.value(feats).squeeze(-1)
+                    aux_loss = (model.task_head(feats) - task_targets[idx]).pow(2).mean()
+                else:
+                    out, value, _ = model(x[:, idx], h0[:, idx])
                 dist = model.distribution(out)
                 logratio = dist.log_prob(act[:, idx]) - old_logp[:, idx]
                 pg_loss, clip_frac, approx_kl = self.policy_loss(logratio, adv[:, idx])
@@ -211,6 +231,8 @@ class PPOClip:
                     loss = loss + self.value_coef * v_loss
                 else:
                     v_loss = pg_loss.new_tensor(baseline_loss)
+                if aux:
+                    loss = loss + self.aux_task_coef * aux_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
@@ -218,6 +240,8 @@ class PPOClip:
                 diagnostics = [pg_loss, v_loss, entropy, approx_kl, clip_frac, grad_norm]
                 if report_std:
                     diagnostics.append(dist.base_dist.scale.mean())
+                if aux:
+                    diagnostics.append(aux_loss)
                 for k, v in zip(keys, torch.stack(diagnostics).detach().tolist()):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")

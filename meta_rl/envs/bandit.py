@@ -94,6 +94,14 @@ class BernoulliBandit:
         _check_split(split)
         return list(_all_bandit_tasks(self.arms, split))
 
+    @property
+    def task_feature_dim(self) -> int:
+        return self.arms
+
+    def task_features(self, tasks: Sequence[np.ndarray]) -> np.ndarray:
+        """The arms' success probabilities, standardised for Uniform[0, 1]: ``[n, arms]``."""
+        return ((np.stack(tasks) - 0.5) * np.sqrt(12.0)).astype(np.float32)
+
     def make_env(self, num_envs: int, seed: int = 0) -> "BanditTrialEnv":
         """``seed`` seeds the generator that draws the pulls' 0/1 outcomes."""
         return BanditTrialEnv(num_envs, self.arms, seed)

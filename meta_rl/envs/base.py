@@ -72,3 +72,7 @@ class Benchmark(Protocol):
 
     def make_env(self, num_envs: int) -> TrialEnv:
         """A trial environment of ``num_envs`` envs, ready for ``set_tasks``."""
+
+    # Optional (``algo.aux_task_coef > 0`` needs it): ``task_feature_dim`` and
+    # ``task_features(tasks) -> float32 [len(tasks), task_feature_dim]``, the hidden task
+    # parameters of each task, standardised to O(1), regressed from the policy's hidden state.

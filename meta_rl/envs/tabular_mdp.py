@@ -141,6 +141,14 @@ class RandomTabularMDP:
         _check_split(split)
         return list(_all_mdp_tasks(self.states, self.actions, split))
 
+    @property
+    def task_feature_dim(self) -> int:
+        return self.states * self.actions
+
+    def task_features(self, tasks: Sequence[MDPTask]) -> np.ndarray:
+        """The mean rewards (drawn from Normal(1, 1)) minus 1, flattened: ``[n, S·A]``."""
+        return (np.stack([t.reward_means for t in tasks]).reshape(len(tasks), -1) - 1.0).astype(np.float32)
+
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
         return TabularMDPTrialEnv(num_envs, self.states, self.actions, seed)

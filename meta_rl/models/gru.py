@@ -37,6 +37,9 @@ class GRUActorCritic(nn.Module):
         previous_obs: the RL² input this network reads also carries the previous observation
             (:mod:`meta_rl.rl2`); ``input_dim`` must count it. Stored here, where every
             collector of the model's data reads it, so the layout travels with the model.
+        task_dim: size of an extra linear head on the GRU state, ``task_head``, that PPO trains
+            to regress the trial's task features (``algo.aux_task_coef``); 0 = no such head.
+            Acting never reads it.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class GRUActorCritic(nn.Module):
         input_mask=None,
         input_clip: float = 10.0,
         previous_obs: bool = False,
+        task_dim: int = 0,
     ) -> None:
         super().__init__()
         self.previous_obs = bool(previous_obs)
@@ -62,6 +66,7 @@ class GRUActorCritic(nn.Module):
         self.gru = nn.GRU(input_dim, hidden)
         self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
         self.value = nn.Linear(hidden, 1)
+        self.task_head = nn.Linear(hidden, task_dim) if task_dim > 0 else None
         param_std = not (self.discrete or self.state_std)
         self.log_std = nn.Parameter(torch.full((self.action_dim,), float(init_log_std))) if param_std else None
         nn.init.orthogonal_(self.policy.weight, 0.01)
@@ -127,6 +132,13 @@ class GRUActorCritic(nn.Module):
         Returns:
             ``(policy_out [T, B, A], value [T, B], h_T [1, B, H])``.
         """
+        out, h = self.encode(x, h0, trial_start)
+        return self.policy(out), self.value(out).squeeze(-1), h
+
+    def encode(
+        self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU states ``[T, B, H]`` the heads read, and ``h_T``; arguments as :meth:`forward`."""
         if self.normalize_inputs:
             x = ((x - self.input_shift) * self.input_scale).clamp(-self.input_clip, self.input_clip)
         if trial_start is None or not bool(trial_start[1:].any()):
@@ -142,7 +154,7 @@ class GRUActorCritic(nn.Module):
                 o, h = self.gru(x[a:b], h)
                 outs.append(o)
             out = torch.cat(outs)
-        return self.policy(out), self.value(out).squeeze(-1), h
+        return out, h
 
     def mean_std(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gaussian's mean ``[..., A]`` and std (``[..., A]``, or ``[A]`` for a parameter std)."""
