@@ -63,13 +63,19 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
 def load_weights(model: torch.nn.Module, path: str) -> None:
     """Load network weights into ``model``: the model of a meta-rl checkpoint, or a state dict
     saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (torch's strict
-    ``load_state_dict``); nothing else of the checkpoint (optimiser, counters, RNG) is used."""
+    ``load_state_dict``), except the training-only ``task_head`` (``algo.aux_task_coef``): the
+    weights of a run with it start a run without it, and a new head starts fresh where the
+    weights have none. Nothing else of the checkpoint (optimiser, counters, RNG) is used."""
     name = f"init_weights={path}"
     state = _read(path, name)
     if isinstance(state, dict) and state.get("format") == FORMAT:
         state = state.get("model")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name} holds neither a meta-rl checkpoint nor a state dict of tensors")
+    own = model.state_dict()
+    head = "task_head."
+    state = {k: v for k, v in state.items() if not k.startswith(head) or k in own}
+    state.update({k: v for k, v in own.items() if k.startswith(head) and k not in state})
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # "Error(s) in loading state_dict ...:" then one line per kind of mismatch

@@ -104,7 +104,8 @@ class VideoRecorder:
         paths = [os.path.join(out_dir, f"video_{c}.gif") for c in classes]
         job = VideoJob(
             model_config=self.model_config,
-            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            # the acting network: the training-only task head (algo.aux_task_coef) stays behind
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("task_head.")},
             observation_space=self.benchmark.observation_space, action_space=self.benchmark.action_space,
             reward_scale=self.benchmark.reward_scale, episode_length=self.benchmark.episode_length,
             adaptation_episodes=self.A, evaluation_episodes=self.V, tasks=list(self.tasks), paths=paths,

@@ -11,6 +11,7 @@ import torch
 
 from meta_rl import checkpoint
 from meta_rl.experiment import train
+from meta_rl.models import GRUActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
 # measured, not reproducible
@@ -154,3 +155,25 @@ def test_aux_task_coef_on_the_paper_benchmarks(make_cfg, tmp_path, env_args):
     train(make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",
                    "model.hidden=8", "algo.aux_task_coef=0.5", run_dir=str(tmp_path)))
     assert float(read_metrics(tmp_path)[-1]["losses/aux_task_loss"]) > 0
+
+
+def test_init_weights_across_the_training_only_task_head(tmp_path):
+    """Weights of a run with algo.aux_task_coef start a run without it and vice versa; the rest stays strict."""
+    import gymnasium as gym
+
+    from meta_rl.errors import CheckpointError
+
+    space = gym.spaces.Discrete(3)
+    with_head = GRUActorCritic(6, space, hidden=8, task_dim=4)
+    plain = GRUActorCritic(6, space, hidden=8)
+    torch.save(with_head.state_dict(), tmp_path / "with_head.pt")
+    torch.save(plain.state_dict(), tmp_path / "plain.pt")
+    plain_gru = plain.gru.weight_hh_l0.detach().clone()
+    checkpoint.load_weights(plain, str(tmp_path / "with_head.pt"))
+    assert torch.equal(plain.gru.weight_hh_l0, with_head.gru.weight_hh_l0)
+    fresh = GRUActorCritic(6, space, hidden=8, task_dim=4)
+    head = fresh.task_head.weight.detach().clone()
+    checkpoint.load_weights(fresh, str(tmp_path / "plain.pt"))
+    assert torch.equal(fresh.gru.weight_hh_l0, plain_gru) and torch.equal(fresh.task_head.weight, head)
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        checkpoint.load_weights(GRUActorCritic(6, space, hidden=16), str(tmp_path / "with_head.pt"))

@@ -25,10 +25,11 @@ VIDEO = ["eval.video=true", "eval.video_size=48", "eval.video_frame_stride=5"]
 
 
 @needs_osmesa
-def test_renders_a_real_ml10_test_task(make_cfg, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["algo.aux_task_coef=0.5"]])  # with it the model has a training-only head
+def test_renders_a_real_ml10_test_task(make_cfg, tmp_path, extra):
     cfg = make_cfg("debug=smoke", "env.episode_length=6", "model.hidden=8", "eval.adaptation_episodes=1",
                    "eval.evaluation_episodes=2", "eval.video=true", "eval.video_size=48", "eval.video_frame_stride=3",
-                   "eval.video_backend=osmesa")
+                   "eval.video_backend=osmesa", *extra)
     validate(cfg)
     bench = build_benchmark(cfg)
     recorder = build_video_recorder(cfg.eval, bench, cfg.model, "test")
