@@ -22,7 +22,8 @@ Usage (``key=value`` arguments, in any order)::
     python -m meta_rl.reproduce rows=bandit_k2_n10 train.total_env_steps=100000
 
 Arguments:
-    rows=a,b,...      rows to run (default: all of ROWS except the k=2 check row).
+    rows=a,b,...      rows to run (default: all of ROWS except the k=2 check row and the
+                      ``*_aux`` rows of RL² with the task-inference loss).
     seeds=0,1         training seeds (default 0).
     eval_seeds=N      outcome seeds of the evaluation (default 3: 3 x 1000 trials per row).
     tune=0|1          tune the baselines' constants first (default 1, as the paper did).
@@ -90,9 +91,15 @@ ROWS: dict[str, Row] = {
             "tabular MDP n=10", 156.2, ("psrl", 138.1), MDP_BASELINES),
         Row("mdp_n25", "rl2_mdp_n25", "tabular_mdp", {"episodes": 25},
             "tabular MDP n=25", 445.7, ("psrl", 408.8), MDP_BASELINES),
+        # RL² + the task-inference loss (algo.aux_task_coef): a variant, not the paper's method.
+        Row("mdp_n10_aux", "rl2_aux_mdp_n10", "tabular_mdp", {"episodes": 10},
+            "tabular MDP n=10, RL² + task-inference loss", 156.2, ("psrl", 138.1), MDP_BASELINES),
+        Row("mdp_n25_aux", "rl2_aux_mdp_n25", "tabular_mdp", {"episodes": 25},
+            "tabular MDP n=25, RL² + task-inference loss", 445.7, ("psrl", 408.8), MDP_BASELINES),
     ]
 }
-DEFAULT_ROWS = [n for n in ROWS if n != "bandit_k2_n10"]
+# The paper's rows: not the k=2 check row nor the variants (name them in rows=... to run them).
+DEFAULT_ROWS = [n for n in ROWS if n != "bandit_k2_n10" and not n.endswith("_aux")]
 
 
 def paper_baselines(row: Row) -> dict[str, float]:

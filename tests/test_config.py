@@ -93,3 +93,23 @@ def test_unknown_ml1_task_lists_valid_names(make_cfg):
 def test_wrong_type_fails_at_compose(make_cfg):
     with pytest.raises(Exception, match="model.hidden=abc"):
         make_cfg("model.hidden=abc")
+
+
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_experiment_presets_build(make_cfg, preset):
+    """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
+    are their base preset plus the task-inference loss, nothing else."""
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(f"experiment={preset}")
+    validate(cfg)
+    assert cfg.name == preset
+    bench = build_benchmark(cfg)
+    algo = build_algo(cfg, build_model(cfg, bench), bench)
+    if "_aux_" in preset:
+        ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
+                      for p in (preset, preset.replace("_aux_", "_")))
+        assert algo.aux_task_coef > 0 and base["algo"]["aux_task_coef"] == 0
+        ours["algo"]["aux_task_coef"] = 0.0
+        ours["name"] = base["name"]
+        assert ours == base
