@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from meta_rl.errors import CheckpointError
+from meta_rl.models.gru import TASK_HEAD
 
 FORMAT = "meta-rl-checkpoint/1"
 
@@ -72,8 +73,7 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         state = state.get("model")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name} holds neither a meta-rl checkpoint nor a state dict of tensors")
-    own = model.state_dict()
-    head = "task_head."
+    own, head = model.state_dict(), TASK_HEAD
     state = {k: v for k, v in state.items() if not k.startswith(head) or k in own}
     state.update({k: v for k, v in own.items() if k.startswith(head) and k not in state})
     try:

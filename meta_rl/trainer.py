@@ -141,6 +141,7 @@ class Trainer:
             chunk_length=getattr(algo, "chunk_length", None), generator=self.action_gen,
         )
         self.seed = seed
+        self.regress_tasks = getattr(algo, "aux_task_coef", 0.0) > 0  # the update needs the trials' task features
         self.evaluator, self.eval_tasks = evaluator, dict(eval_tasks or {})
         self.eval_every, self.eval_final = eval_every, eval_final
         self.best_success = -math.inf
@@ -284,7 +285,7 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
-        if getattr(self.algo, "aux_task_coef", 0.0) > 0:
+        if self.regress_tasks:
             features = torch.as_tensor(self.benchmark.task_features(tasks), device=batch.rewards.device)
             batch = dataclasses.replace(batch, task_features=features)
         if hasattr(self.algo, "set_progress"):  # schedules follow the iteration count (resumable)

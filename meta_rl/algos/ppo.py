@@ -215,12 +215,10 @@ class PPOClip:
                 if self.interrupt is not None:
                     self.interrupt()
                 idx = perm[start : start + mb_size]
+                feats, _ = model.encode(x[:, idx], h0[:, idx])
+                out, value = model.heads(feats)
                 if aux:
-                    feats, _ = model.encode(x[:, idx], h0[:, idx])
-                    out, value = model.policy(feats), model.value(feats).squeeze(-1)
                     aux_loss = (model.task_head(feats) - task_targets[idx]).pow(2).mean()
-                else:
-                    out, value, _ = model(x[:, idx], h0[:, idx])
                 dist = model.distribution(out)
                 logratio = dist.log_prob(act[:, idx]) - old_logp[:, idx]
                 pg_loss, clip_frac, approx_kl = self.policy_loss(logratio, adv[:, idx])

@@ -15,6 +15,9 @@ from torch.distributions import Categorical, Independent, Normal
 
 from meta_rl.stats import merge_moments
 
+# State-dict prefix of the training-only task head (``task_dim``): what acting never needs.
+TASK_HEAD = "task_head."
+
 
 class GRUActorCritic(nn.Module):
     """Shared GRU trunk; Gaussian (Box) or categorical (Discrete) policy head; value head.
@@ -133,7 +136,11 @@ class GRUActorCritic(nn.Module):
             ``(policy_out [T, B, A], value [T, B], h_T [1, B, H])``.
         """
         out, h = self.encode(x, h0, trial_start)
-        return self.policy(out), self.value(out).squeeze(-1), h
+        return (*self.heads(out), h)
+
+    def heads(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(policy_out, value)`` of GRU states ``out`` from :meth:`encode`."""
+        return self.policy(out), self.value(out).squeeze(-1)
 
     def encode(
         self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
