@@ -53,11 +53,13 @@ class MetaWorldEnvConfig:
     reward_scale: float = 0.1
     benchmark_seed: int = II("seed")
     goal_observable: bool = False
+    train_goal_sets: int = 1
     num_workers: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.num_workers is not None:
             _non_negative("env", num_workers=self.num_workers)
+        _positive("env", train_goal_sets=self.train_goal_sets)
         if self.benchmark not in METAWORLD_TRAIN_CLASSES:
             raise ConfigError(
                 f"env.benchmark={self.benchmark} is unknown; valid: {', '.join(METAWORLD_TRAIN_CLASSES)}"

@@ -1,5 +1,7 @@
 """Our Meta-World trial env against Meta-World's own env, and task sampling."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,22 @@ def test_goal_observable_puts_the_goal_into_the_observation():
     for i in (0, 1):  # the goal in both the reset and the step observation; the rest unchanged
         np.testing.assert_array_equal(obs[shown][i][:, 36:], goals)
         np.testing.assert_array_equal(obs[shown][i][:, :36], obs[hidden][i][:, :36])
+
+
+def test_train_goal_sets_adds_distinct_training_goals_and_keeps_the_test_split():
+    one = MetaWorldBenchmark("ML1", task="reach-v3", meta_batch_size=2, benchmark_seed=0, num_workers=0)
+    three = MetaWorldBenchmark("ML1", task="reach-v3", meta_batch_size=2, benchmark_seed=0, num_workers=0,
+                               train_goal_sets=3)
+    goals = lambda tasks: np.stack([pickle.loads(t.data)["rand_vec"] for t in tasks])  # noqa: E731
+    train1, train3, test = goals(one.all_tasks("train")), goals(three.all_tasks("train")), goals(one.all_tasks("test"))
+    assert train3.shape == (150, 6) and len(np.unique(train3, axis=0)) == 150
+    np.testing.assert_array_equal(train3[:50], train1)  # the benchmark's own goals come first
+    np.testing.assert_array_equal(goals(three.all_tasks("test")), test)
+    # Meta-World draws seed 0's test goals with seed 1, so the added sets must skip it
+    assert np.abs(train3[:, None] - test[None]).max(-1).min() > 1e-6
+    # every training task still runs
+    env = three.make_env(2)
+    env.set_tasks(three.all_tasks("train")[-2:])
+    obs = env.reset()
+    assert obs.shape == (2, 39) and np.all(obs[:, 36:] == 0)
+    env.close()

@@ -58,6 +58,21 @@ def _rand_vec(task) -> np.ndarray:
     return out
 
 
+def _extra_goal_seeds(seed: int, sets: int) -> list[int]:
+    """Benchmark seeds whose training goals ``env.train_goal_sets`` adds: seed + 2, seed + 3, ...
+    Meta-World draws a benchmark's test goals with seed + 1, the seed the next benchmark
+    draws its training goals with, so seed + 1 is skipped."""
+    return [seed + 1 + k for k in range(1, sets)]
+
+
+def _check_disjoint(train: Sequence, test: Sequence) -> None:
+    """Raise if a test task (same class, same randomised positions) is among the training tasks."""
+    seen = {(t.env_name, _rand_vec(t).tobytes()) for t in train}
+    for t in test:
+        if (t.env_name, _rand_vec(t).tobytes()) in seen:
+            raise ValueError(f"a test goal of {t.env_name} is among the training goals; check env.train_goal_sets")
+
+
 def task_names(benchmark: str) -> list[str]:
     """All Meta-World v3 task names valid for ``env.task`` (ML1)."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -81,6 +96,11 @@ class MetaWorldBenchmark:
             entries, which Meta-World's meta-learning benchmarks zero (the multi-task MT
             setting). A diagnostic: it separates "can the learner solve the class" from
             "can it find the hidden goal from rewards". Off for every meta-learning result.
+        train_goal_sets: how many of Meta-World's goal sets make up the training tasks: 1 is
+            the benchmark (50 training goals per class); K > 1 adds the training goals of K - 1
+            further benchmark seeds (50 (K - 1) more per class, never this seed's test goals).
+            The test split is unchanged. Goal diversity for training, outside Meta-World's
+            protocol: results with K > 1 are a variant, not ML1/ML10 numbers.
         name: display name (run directories, logs).
         num_workers: worker processes stepping the envs of ``make_env``; None = one per
             usable core, at most one per env (in-process when that is one), 0 = in-process.
@@ -96,6 +116,7 @@ class MetaWorldBenchmark:
         reward_scale: float = 0.1,
         benchmark_seed: int = 0,
         goal_observable: bool = False,
+        train_goal_sets: int = 1,
         name: str | None = None,
         num_workers: int | None = None,
     ) -> None:
@@ -111,6 +132,8 @@ class MetaWorldBenchmark:
             raise ValueError(f"env.task is only used with ML1 (got env.task={task!r} for {benchmark})")
         if episode_length > 500:
             raise ValueError(f"env.episode_length={episode_length} exceeds Meta-World's 500-step limit")
+        if train_goal_sets < 1:
+            raise ValueError(f"env.train_goal_sets={train_goal_sets} must be >= 1 (1 = the benchmark's own training goals)")
         if num_workers is not None and num_workers < 0:
             raise ValueError(f"env.num_workers={num_workers} must be >= 0 (0 = in-process, null = one per core)")
         self.num_workers = num_workers
@@ -123,7 +146,11 @@ class MetaWorldBenchmark:
         self._classes = {"train": self._bench.train_classes, "test": self._bench.test_classes}
         self.goal_observable = goal_observable
         self._tasks: dict[str, dict[str, list]] = {}
-        for split, tasks in (("train", self._bench.train_tasks), ("test", self._bench.test_tasks)):
+        train = list(self._bench.train_tasks)
+        for seed in _extra_goal_seeds(benchmark_seed, train_goal_sets):
+            train += _load_benchmark(benchmark, task, seed).train_tasks
+        _check_disjoint(train, self._bench.test_tasks)
+        for split, tasks in (("train", train), ("test", self._bench.test_tasks)):
             by_class: dict[str, list] = defaultdict(list)
             for t in tasks:
                 by_class[t.env_name].append(_with_goal_in_obs(t) if goal_observable else t)

@@ -1,0 +1,135 @@
+"""Can a GRU read ML1 reach's hidden goal out of the RL² inputs at all? A supervised check.
+
+Plays trials of ``--episodes`` episodes with a checkpoint's policy (sampled actions) on the 50
+training goals (``--rounds`` trials each) and on the 50 test goals (one trial each), then
+trains a fresh GRU (the policy's width) with Adam to regress the standardised goal position
+from the RL² input sequence at every step, and prints the test goals' error by step of the
+trial (1.0 = no better than the training goals' mean; cm alongside). ``--mask-object`` zeroes
+the object's position in both observation frames, the one input that tells the 50 training
+goals apart without the reward (Meta-World randomises object and goal together per task), so
+that the GRU cannot memorise goal by object.
+
+    PYTHONPATH=. python docs/results/ml1_reach/goal_inference_supervised.py \
+        runs/<run>/checkpoints/latest.pt [--mask-object] [--no-reward]
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from meta_rl import checkpoint
+from meta_rl.experiment import build_benchmark, build_model
+from meta_rl.rollout import TrialCollector
+
+OBJECT_DIMS = [4, 5, 6, 22, 23, 24]  # object position in the current and the previous frame
+REWARD_DIM = 39 + 4  # after obs (39) and previous action (4)
+
+
+def collect(bench, model, tasks, seed):
+    """One trial per task; returns the RL² inputs, the standardised goals and the successes."""
+    col = TrialCollector(bench.make_env(len(tasks)), model, 39, bench.action_space, bench.episode_length,
+                         bench.episodes_per_trial, bench.reward_scale,
+                         generator=torch.Generator().manual_seed(seed))
+    batch = col.collect(tasks)
+    out = (batch.inputs.clone(), torch.as_tensor(bench.task_features(tasks))[:, 3:6],
+           batch.successes.clone())
+    col.env.close()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("checkpoint")
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--goal-sets", type=int, nargs="*",
+                   help="train on one trial of each of the 50 training goals of these benchmark seeds "
+                        "(distinct goals) instead of --rounds trials of the run's own 50")
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--batch", type=int, default=25)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--mask-object", action="store_true")
+    p.add_argument("--no-reward", action="store_true", help="zero the reward input (the control)")
+    p.add_argument("--data", help="cache file for the collected trials (.pt)")
+    args = p.parse_args()
+    torch.manual_seed(0)
+
+    state = checkpoint.load(args.checkpoint)
+    cfg = OmegaConf.create(state["config"])
+    cfg.env.episodes_per_trial = args.episodes
+    bench = build_benchmark(cfg)
+    model = build_model(cfg, bench)
+    model.load_state_dict(state["model"], strict=False)
+    scale = torch.as_tensor(bench._rand_scale[3:6], dtype=torch.float32)
+
+    if args.data and os.path.exists(args.data):
+        xs, ys, xt, yt = torch.load(args.data)
+    else:
+        t0 = time.time()
+        if args.goal_sets:
+            parts = []
+            for r, s in enumerate(args.goal_sets):
+                other = build_benchmark(OmegaConf.merge(cfg, {"env": {"benchmark_seed": s}}))
+                tasks = other.all_tasks("train")
+                inputs, _, _ = collect(other, model, tasks, seed=r)
+                parts.append((inputs, torch.as_tensor(bench.task_features(tasks))[:, 3:6]))
+        else:
+            parts = [collect(bench, model, bench.all_tasks("train"), seed=r) for r in range(args.rounds)]
+        xs = torch.cat([q[0] for q in parts], 1)
+        ys = torch.cat([q[1] for q in parts], 0)
+        xt, yt, st = collect(bench, model, bench.all_tasks("test"), seed=1000)
+        print(f"collected {xs.shape[1]} training and {xt.shape[1]} test trials of {xs.shape[0]} steps "
+              f"in {time.time() - t0:.0f} s; test success by episode "
+              f"{st.view(args.episodes, -1, st.shape[1]).any(1).float().mean(1).tolist()}")
+        if args.data:
+            torch.save((xs, ys, xt, yt), args.data)
+
+    mask = torch.ones(xs.shape[-1])
+    if args.mask_object:
+        mask[OBJECT_DIMS] = 0
+    if args.no_reward:
+        mask[REWARD_DIM] = 0
+    mean, std = xs.mean((0, 1)), xs.std((0, 1)).clamp_min(1e-3)
+    norm = lambda x: ((x - mean) / std).clamp(-10, 10) * mask  # noqa: E731
+    xs, xt = norm(xs), norm(xt)
+
+    H = cfg.model.hidden
+    gru, head = nn.GRU(xs.shape[-1], H), nn.Linear(H, 3)
+    opt = torch.optim.Adam([*gru.parameters(), *head.parameters()], lr=args.lr)
+    T, N = xs.shape[:2]
+    L = bench.episode_length
+    marks = [0, 9, 49, 99, 249, L - 1] + [e * L + L - 1 for e in range(1, args.episodes)]
+
+    def test_error():
+        with torch.no_grad():
+            err = (head(gru(xt)[0]) - yt).pow(2).mean(-1)  # [T, n]
+            pred = head(gru(xt)[0])
+            cm = ((pred - yt) / scale).norm(dim=-1).mean(1) * 100
+        return err.mean(1), cm
+
+    t0 = time.time()
+    for epoch in range(1, args.epochs + 1):
+        perm = torch.randperm(N)
+        total = 0.0
+        for i in range(0, N, args.batch):
+            idx = perm[i:i + args.batch]
+            loss = (head(gru(xs[:, idx])[0]) - ys[idx]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_([*gru.parameters(), *head.parameters()], 1.0)
+            opt.step()
+            total += loss.item() * len(idx)
+        if epoch % 10 == 0 or epoch == args.epochs:
+            err, cm = test_error()
+            print(f"epoch {epoch:4d} ({time.time() - t0:5.0f} s) train MSE {total / N:.3f}  test MSE at steps "
+                  + " ".join(f"{m + 1}:{err[m]:.2f}" for m in marks)
+                  + "  cm " + " ".join(f"{cm[m]:.1f}" for m in marks), flush=True)
+
+
+if __name__ == "__main__":
+    main()
