@@ -10,7 +10,7 @@ goals apart without the reward (Meta-World randomises object and goal together p
 that the GRU cannot memorise goal by object.
 
     PYTHONPATH=. python docs/results/ml1_reach/goal_inference_supervised.py \
-        runs/<run>/checkpoints/latest.pt [--mask-object] [--no-reward]
+        runs/<run>/checkpoints/latest.pt [--mask-object] [--goal-sets 2 3 4 5] [--chunk 250]
 """
 
 import argparse
@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--batch", type=int, default=25)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--chunk", type=int, help="back-propagate within chunks of this many steps only "
+                   "(the hidden state carries over; PPO's algo.chunk_length)")
     p.add_argument("--mask-object", action="store_true")
     p.add_argument("--no-reward", action="store_true", help="zero the reward input (the control)")
     p.add_argument("--data", help="cache file for the collected trials (.pt)")
@@ -118,7 +120,12 @@ def main() -> None:
         total = 0.0
         for i in range(0, N, args.batch):
             idx = perm[i:i + args.batch]
-            loss = (head(gru(xs[:, idx])[0]) - ys[idx]).pow(2).mean()
+            x, h, preds = xs[:, idx], None, []
+            for c in range(0, T, args.chunk or T):  # truncated BPTT: no gradient across chunk starts
+                out, h = gru(x[c:c + (args.chunk or T)], h)
+                h = h.detach()
+                preds.append(head(out))
+            loss = (torch.cat(preds) - ys[idx]).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_([*gru.parameters(), *head.parameters()], 1.0)
