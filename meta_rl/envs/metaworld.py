@@ -70,7 +70,8 @@ def _check_disjoint(train: Sequence, test: Sequence) -> None:
     seen = {(t.env_name, _rand_vec(t).tobytes()) for t in train}
     for t in test:
         if (t.env_name, _rand_vec(t).tobytes()) in seen:
-            raise ValueError(f"a test goal of {t.env_name} is among the training goals; check env.train_goal_sets")
+            raise ValueError(f"a test goal of {t.env_name} is among the training goals (Meta-World's test goals "
+                             "for seed s are the training goals for seed s + 1; leave that seed out)")
 
 
 def task_names(benchmark: str) -> list[str]:

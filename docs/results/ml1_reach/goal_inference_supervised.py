@@ -23,11 +23,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from meta_rl import checkpoint
+from meta_rl.envs.metaworld import _check_disjoint
 from meta_rl.experiment import build_benchmark, build_model
 from meta_rl.rollout import TrialCollector
 
 OBJECT_DIMS = [4, 5, 6, 22, 23, 24]  # object position in the current and the previous frame
-REWARD_DIM = 39 + 4  # after obs (39) and previous action (4)
 
 
 def collect(bench, model, tasks, seed):
@@ -49,14 +49,14 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--goal-sets", type=int, nargs="*",
                    help="train on one trial of each of the 50 training goals of these benchmark seeds "
-                        "(distinct goals) instead of --rounds trials of the run's own 50")
-    p.add_argument("--epochs", type=int, default=150)
+                        "(distinct goals; not the run's seed + 1, whose training goals are its test goals) instead of "
+                        "--rounds trials of the run's own 50")
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=25)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--chunk", type=int, help="back-propagate within chunks of this many steps only "
                    "(the hidden state carries over; PPO's algo.chunk_length)")
     p.add_argument("--mask-object", action="store_true")
-    p.add_argument("--no-reward", action="store_true", help="zero the reward input (the control)")
     p.add_argument("--data", help="cache file for the collected trials (.pt)")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -78,6 +78,7 @@ def main() -> None:
             for r, s in enumerate(args.goal_sets):
                 other = build_benchmark(OmegaConf.merge(cfg, {"env": {"benchmark_seed": s}}))
                 tasks = other.all_tasks("train")
+                _check_disjoint(tasks, bench.all_tasks("test"))  # seed + 1's training goals are our test goals
                 inputs, _, _ = collect(other, model, tasks, seed=r)
                 parts.append((inputs, torch.as_tensor(bench.task_features(tasks))[:, 3:6]))
         else:
@@ -94,8 +95,6 @@ def main() -> None:
     mask = torch.ones(xs.shape[-1])
     if args.mask_object:
         mask[OBJECT_DIMS] = 0
-    if args.no_reward:
-        mask[REWARD_DIM] = 0
     mean, std = xs.mean((0, 1)), xs.std((0, 1)).clamp_min(1e-3)
     norm = lambda x: ((x - mean) / std).clamp(-10, 10) * mask  # noqa: E731
     xs, xt = norm(xs), norm(xt)
@@ -109,10 +108,8 @@ def main() -> None:
 
     def test_error():
         with torch.no_grad():
-            err = (head(gru(xt)[0]) - yt).pow(2).mean(-1)  # [T, n]
-            pred = head(gru(xt)[0])
-            cm = ((pred - yt) / scale).norm(dim=-1).mean(1) * 100
-        return err.mean(1), cm
+            diff = head(gru(xt)[0]) - yt  # [T, n, 3]
+        return diff.pow(2).mean((1, 2)), (diff / scale).norm(dim=-1).mean(1) * 100
 
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
