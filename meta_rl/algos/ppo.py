@@ -208,8 +208,8 @@ class PPOClip:
         report_std = getattr(model, "state_std", False)
         keys = DIAGNOSTICS + (("policy_std",) if report_std else ()) + (("aux_task_loss",) if aux else ())
         sums = dict.fromkeys(keys, 0.0)
-        n = 0
-        for _ in range(self.epochs):
+        n, aux_first = 0, 0.0
+        for epoch in range(self.epochs):
             perm = torch.randperm(n_seq, generator=generator).to(x.device)
             for start in range(0, n_seq, mb_size):
                 if self.interrupt is not None:
@@ -240,16 +240,24 @@ class PPOClip:
                     diagnostics.append(dist.base_dist.scale.mean())
                 if aux:
                     diagnostics.append(aux_loss)
-                for k, v in zip(keys, torch.stack(diagnostics).detach().tolist()):
+                values = torch.stack(diagnostics).detach().tolist()
+                for k, v in zip(keys, values):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
                     sums[k] += v
+                if aux and epoch == 0:
+                    aux_first += values[-1]
                 self.optimizer.step()
                 n += 1
         for name, p in model.named_parameters():
             if not torch.isfinite(p).all():
                 raise NumericalError(f"non-finite parameter {name} after the update")
         stats = {k: v / n for k, v in sums.items()}
+        if aux:
+            # Each minibatch of the first epoch is read before any step on its trials: with goals
+            # that do not repeat across trials (env.train_goal_sets) this is the task head's error
+            # on unseen tasks, while aux_task_loss also counts the later epochs' fit to the batch.
+            stats["aux_task_loss_epoch1"] = aux_first / (n // self.epochs)
         stats["explained_variance"] = explained_var
         if self.lr_final is not None:
             stats["lr"] = self.optimizer.param_groups[0]["lr"]
