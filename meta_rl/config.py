@@ -131,6 +131,7 @@ class GRUModelConfig:
     normalize_inputs: bool = False
     input_clip: float = 10.0
     previous_obs: bool = False  # the input also carries the previous observation (meta_rl.rl2)
+    masked_inputs: list[int] = field(default_factory=list)  # input dims zeroed before the GRU
 
     def __post_init__(self) -> None:
         _positive("model", hidden=self.hidden, input_clip=self.input_clip)

@@ -39,7 +39,12 @@ def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
             raise ConfigError(f"algo.aux_task_coef={cfg.algo.aux_task_coef} needs task features, which env "
                               f"{benchmark.name} does not define; set algo.aux_task_coef=0")
         kwargs["task_dim"] = benchmark.task_feature_dim
-    return instantiate(cfg.model, input_dim=rl2.input_dim(obs, act, prev), action_space=act, **kwargs).to(cfg.device)
+    dim = rl2.input_dim(obs, act, prev)
+    bad = [i for i in cfg.model.get("masked_inputs", []) if not 0 <= i < dim]
+    if bad:
+        raise ConfigError(f"model.masked_inputs={bad}: env {benchmark.name} has {dim} RL² input dims (the observation "
+                          f"first, then the previous action, reward and done); use indices 0-{dim - 1}")
+    return instantiate(cfg.model, input_dim=dim, action_space=act, **kwargs).to(cfg.device)
 
 
 def build_algo(cfg: DictConfig, model, benchmark):

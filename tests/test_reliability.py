@@ -213,6 +213,7 @@ BAD = [
     ("train.py", ["algo=ppo_kl", "algo.kl_target=0"], 2, "config error: algo.kl_target=0.0 must be > 0"),
     ("train.py", ["algo.aux_task_coef=-1"], 2, "config error: algo.aux_task_coef=-1.0 must be >= 0"),
     ("train.py", ["env.train_goal_sets=0"], 2, "config error: env.train_goal_sets=0 must be > 0"),
+    ("train.py", ["model.masked_inputs=[4,45]"], 2, "config error: model.masked_inputs=[45]: env "),
     ("train.py", ["algo.baseline=mean"], 2, "config error: algo.baseline=mean is unknown; valid: critic, linear"),
     ("train.py", ["total_env_steps=0"], 2, "config error: total_env_steps=0 must be > 0"),
     ("train.py", ["seed=-1"], 2, "config error: seed=-1 must be >= 0"),

@@ -91,6 +91,29 @@ def test_previous_observation_option_builds_the_wider_model(make_cfg):
         assert model.gru.input_size == width and model.previous_obs == (prev == "true")
 
 
+def test_masked_inputs_never_reach_the_gru(make_cfg):
+    from meta_rl.errors import ConfigError
+    from meta_rl.experiment import build_benchmark, build_model
+
+    cfg = make_cfg("env=tabular_mdp", "model.hidden=8", "model.masked_inputs=[1,3]")
+    bench = build_benchmark(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, bench)
+    x = torch.randn(6, 2, model.gru.input_size)
+    model.update_input_stats(torch.randn(50, 4, model.gru.input_size) * 3 + 1)  # standardised, then masked
+    h0 = model.initial_state(2)
+    out, value, _ = model(x, h0)
+    changed = x.clone()
+    changed[..., [1, 3]] = torch.randn(6, 2, 2) * 5
+    torch.testing.assert_close(model(changed, h0)[:2], (out, value), rtol=0, atol=0)
+    changed[..., 2] += 1.0  # a dim that is not masked does reach it
+    assert not torch.allclose(model(changed, h0)[1], value)
+    # the mask is config, not state: a checkpoint of a model without it loads, and no key is added
+    assert "input_keep" not in model.state_dict()
+    with pytest.raises(ConfigError, match=r"model.masked_inputs=\[17\]: env .* has 17 RL² input dims"):
+        build_model(make_cfg("env=tabular_mdp", "model.hidden=8", "model.masked_inputs=[0,17]"), bench)
+
+
 def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
     """Replaying the stored inputs through the GRU with one continuous state reproduces the
     rollout's values: the state was carried over episode ends. The stored chunk-start states

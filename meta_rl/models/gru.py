@@ -43,6 +43,10 @@ class GRUActorCritic(nn.Module):
         task_dim: size of an extra linear head on the GRU state, ``task_head``, that PPO trains
             to regress the trial's task features (``algo.aux_task_coef``); 0 = no such head.
             Acting never reads it.
+        masked_inputs: input dims set to zero before the GRU (after standardisation), so the
+            network never sees them, e.g. an observation dim that identifies training tasks
+            without telling how to infer new ones (Meta-World's object position, obs 4-6 and
+            22-24, which it randomises together with the goal).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class GRUActorCritic(nn.Module):
         input_clip: float = 10.0,
         previous_obs: bool = False,
         task_dim: int = 0,
+        masked_inputs=(),
     ) -> None:
         super().__init__()
         self.previous_obs = bool(previous_obs)
@@ -78,6 +83,13 @@ class GRUActorCritic(nn.Module):
             nn.init.constant_(self.policy.bias[self.action_dim :], float(init_log_std))
         nn.init.orthogonal_(self.value.weight, 1.0)
         nn.init.zeros_(self.value.bias)
+        masked = sorted({int(i) for i in masked_inputs})
+        if masked and not 0 <= masked[0] <= masked[-1] < input_dim:
+            raise ValueError(f"masked_inputs {masked} outside the {input_dim} input dims (0-{input_dim - 1})")
+        keep = torch.ones(input_dim)
+        keep[masked] = 0.0
+        # Not persistent: the mask comes from the config, so checkpoints from before it load unchanged.
+        self.register_buffer("input_keep", keep if masked else None, persistent=False)
         self.normalize_inputs = normalize_inputs
         self.input_clip = float(input_clip)
         if normalize_inputs:
@@ -148,6 +160,8 @@ class GRUActorCritic(nn.Module):
         """The GRU states ``[T, B, H]`` the heads read, and ``h_T``; arguments as :meth:`forward`."""
         if self.normalize_inputs:
             x = ((x - self.input_shift) * self.input_scale).clamp(-self.input_clip, self.input_clip)
+        if self.input_keep is not None:
+            x = x * self.input_keep
         if trial_start is None or not bool(trial_start[1:].any()):
             if trial_start is not None:
                 h0 = h0 * (~trial_start[0]).to(h0.dtype).view(1, -1, 1)
