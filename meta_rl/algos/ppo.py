@@ -208,8 +208,8 @@ class PPOClip:
         report_std = getattr(model, "state_std", False)
         keys = DIAGNOSTICS + (("policy_std",) if report_std else ()) + (("aux_task_loss",) if aux else ())
         sums = dict.fromkeys(keys, 0.0)
-        n, aux_first = 0, 0.0
-        for epoch in range(self.epochs):
+        n, aux_before = 0, None
+        for _ in range(self.epochs):
             perm = torch.randperm(n_seq, generator=generator).to(x.device)
             for start in range(0, n_seq, mb_size):
                 if self.interrupt is not None:
@@ -245,8 +245,8 @@ class PPOClip:
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
                     sums[k] += v
-                if aux and epoch == 0:
-                    aux_first += values[-1]
+                if aux and aux_before is None:
+                    aux_before = values[-1]
                 self.optimizer.step()
                 n += 1
         for name, p in model.named_parameters():
@@ -254,10 +254,10 @@ class PPOClip:
                 raise NumericalError(f"non-finite parameter {name} after the update")
         stats = {k: v / n for k, v in sums.items()}
         if aux:
-            # Each minibatch of the first epoch is read before any step on its trials: with goals
-            # that do not repeat across trials (env.train_goal_sets) this is the task head's error
-            # on unseen tasks, while aux_task_loss also counts the later epochs' fit to the batch.
-            stats["aux_task_loss_epoch1"] = aux_first / (n // self.epochs)
+            # The first minibatch is read before any step on this batch (later ones hold other chunks
+            # of the same trials): with tasks that do not repeat across iterations this is the task
+            # head's error on unseen tasks, while aux_task_loss also counts the fit to the batch.
+            stats["aux_task_loss_before_update"] = aux_before
         stats["explained_variance"] = explained_var
         if self.lr_final is not None:
             stats["lr"] = self.optimizer.param_groups[0]["lr"]
