@@ -10,7 +10,8 @@ goals apart without the reward (Meta-World randomises object and goal together p
 that the GRU cannot memorise goal by object.
 
     PYTHONPATH=. python docs/results/ml1_reach/goal_inference_supervised.py \
-        runs/<run>/checkpoints/latest.pt [--mask-object] [--goal-sets 2 3 4 5] [--chunk 250]
+        runs/<run>/checkpoints/latest.pt [--mask-object] [--goal-sets 2 3 4 5] [--chunk 250] \
+        [--stream 20 10 4 --lr 5e-4 --clip 0.5]
 """
 
 import argparse
@@ -56,6 +57,16 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--chunk", type=int, help="back-propagate within chunks of this many steps only "
                    "(the hidden state carries over; PPO's algo.chunk_length)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (PPO's max_grad_norm: 0.5)")
+    p.add_argument("--stream", type=int, nargs=3, metavar=("TRIALS", "EPOCHS", "MINIBATCHES"),
+                   help="PPO's schedule instead of --epochs/--batch: batches of TRIALS trials in turn, each seen "
+                        "for EPOCHS epochs of MINIBATCHES minibatches and then left (the loss rides along "
+                        "PPO's update so: 20 trials, 10 epochs, 4 minibatches); --epochs then counts passes "
+                        "over all trials")
+    p.add_argument("--stored-hidden", action="store_true",
+                   help="with --stream and --chunk: each chunk starts from the hidden state computed once "
+                        "when its batch comes up, before that batch's epochs (PPO replays chunks from the "
+                        "states stored during the rollout), instead of the one the current weights carry over")
     p.add_argument("--mask-object", action="store_true")
     p.add_argument("--data", help="cache file for the collected trials (.pt)")
     args = p.parse_args()
@@ -111,28 +122,60 @@ def main() -> None:
             diff = head(gru(xt)[0]) - yt  # [T, n, 3]
         return diff.pow(2).mean((1, 2)), (diff / scale).norm(dim=-1).mean(1) * 100
 
-    t0 = time.time()
+    chunk = args.chunk or T
+    stored = torch.zeros(T // chunk, N, H)  # hidden state at each chunk start (--stored-hidden)
+
+    def step(idx):
+        x, h, preds = xs[:, idx], None, []
+        for c in range(0, T, chunk):  # truncated BPTT: no gradient across chunk starts
+            if args.stored_hidden:
+                h = stored[c // chunk, idx].unsqueeze(0)
+            out, h = gru(x[c:c + chunk], h)
+            h = h.detach()
+            preds.append(head(out))
+        loss = (torch.cat(preds) - ys[idx]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_([*gru.parameters(), *head.parameters()], args.clip)
+        opt.step()
+        return loss.item()
+
+    def report(label, train_mse):
+        err, cm = test_error()
+        print(f"{label} ({time.time() - t0:5.0f} s, {steps:4d} steps) train MSE {train_mse:.3f}  test MSE at steps "
+              + " ".join(f"{m + 1}:{err[m]:.2f}" for m in marks)
+              + "  cm " + " ".join(f"{cm[m]:.1f}" for m in marks), flush=True)
+
+    t0, steps = time.time(), 0
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(N)
+        if args.stream:  # PPO: one batch of trials at a time, several epochs over it, then the next
+            size, epochs, minibatches = args.stream
+            for b in range(0, N, size):
+                batch, first, total = perm[b:b + size], 0.0, 0.0
+                mb = max(1, len(batch) // minibatches)
+                if args.stored_hidden:
+                    with torch.no_grad():
+                        states = gru(xs[:, batch])[0]  # [T, n, H]: the state after each step
+                    stored[1:, batch] = states[chunk - 1:T - 1:chunk]
+                for e in range(epochs):
+                    order = batch[torch.randperm(len(batch))]
+                    for i in range(0, len(batch), mb):
+                        loss = step(order[i:i + mb])
+                        steps += 1
+                        total += loss * len(order[i:i + mb])
+                        first += loss * len(order[i:i + mb]) if e == 0 else 0.0
+                if (b // size + 1) % 2 == 0:  # first epoch = the batch's trials not yet trained on
+                    report(f"pass {epoch} batch {b // size + 1:3d} (first-epoch MSE {first / len(batch):.3f})",
+                           total / (epochs * len(batch)))
+            continue
         total = 0.0
         for i in range(0, N, args.batch):
             idx = perm[i:i + args.batch]
-            x, h, preds = xs[:, idx], None, []
-            for c in range(0, T, args.chunk or T):  # truncated BPTT: no gradient across chunk starts
-                out, h = gru(x[c:c + (args.chunk or T)], h)
-                h = h.detach()
-                preds.append(head(out))
-            loss = (torch.cat(preds) - ys[idx]).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_([*gru.parameters(), *head.parameters()], 1.0)
-            opt.step()
-            total += loss.item() * len(idx)
+            total += step(idx) * len(idx)
+            steps += 1
         if epoch % 10 == 0 or epoch == args.epochs:
-            err, cm = test_error()
-            print(f"epoch {epoch:4d} ({time.time() - t0:5.0f} s) train MSE {total / N:.3f}  test MSE at steps "
-                  + " ".join(f"{m + 1}:{err[m]:.2f}" for m in marks)
-                  + "  cm " + " ".join(f"{cm[m]:.1f}" for m in marks), flush=True)
+            report(f"epoch {epoch:4d}", total / N)
 
 
 if __name__ == "__main__":
