@@ -224,23 +224,32 @@ def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
     raise CheckpointError(f"run={run} is neither a run directory nor a checkpoint file")
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Rebuild the agent from a checkpoint and its saved config, and run the meta-test protocol."""
-    from meta_rl import checkpoint
-    from meta_rl.evaluation import console_table, write_outputs
-
-    validate(cfg)
-    path, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
-    state = checkpoint.load(path, map_location=cfg.device)
-    saved = OmegaConf.create(state["config"])  # the run's own config, not today's conf/ defaults
-    saved.device = cfg.device
-    seed_everything(cfg.seed)
+def load_agent(path: str, device: str = "cpu", in_process: bool = False):
+    """``(benchmark, model, state)`` rebuilt from the checkpoint at ``path`` with the run's own
+    saved config (not today's conf/ defaults); the model in eval mode on ``device``.
+    ``in_process``: the benchmark's envs step in this process (``env.num_workers=0``)."""
+    state = checkpoint.load(path, map_location=device)
+    saved = OmegaConf.create(state["config"])
+    saved.device = device
+    if in_process:
+        saved.env.num_workers = 0
     benchmark = build_benchmark(saved)
     model = build_model(saved, benchmark)
     model.load_state_dict(state["model"])
     model.eval()
+    return benchmark, model, state
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Rebuild the agent from a checkpoint and its saved config, and run the meta-test protocol."""
+    from meta_rl.evaluation import console_table, write_outputs
+
+    validate(cfg)
+    path, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+    seed_everything(cfg.seed)
+    benchmark, model, state = load_agent(path, cfg.device)
     split = cfg.eval.split
-    video = build_video_recorder(cfg.eval, benchmark, saved.model, split)
+    video = build_video_recorder(cfg.eval, benchmark, OmegaConf.create(state["config"]).model, split)
     evaluator, tasks = build_evaluator(cfg.eval, benchmark, model, during_training=False)
     try:
         result = evaluator.evaluate(tasks[split], seed=cfg.seed)

@@ -12,20 +12,13 @@ import sys
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from meta_rl import checkpoint
-from meta_rl.experiment import build_benchmark, build_model
+from meta_rl.experiment import load_agent
 from meta_rl.rollout import TrialCollector
 
 
 def main(path: str, n: int = 10) -> None:
-    state = checkpoint.load(path)
-    cfg = OmegaConf.create(state["config"])
-    cfg.env.num_workers = 0
-    bench = build_benchmark(cfg)
-    model = build_model(cfg, bench)
-    model.load_state_dict(state["model"])
+    bench, model, _ = load_agent(path, in_process=True)
     tasks = bench.all_tasks("test")[:n]
     col = TrialCollector(bench.make_env(n), model, 39, bench.action_space, bench.episode_length,
                          bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(0))

@@ -7,9 +7,7 @@ process; the hand position is read from the RL² inputs the collector stores (ob
 Produced item 4 of "What the runs showed" in docs/results.md.
 """
 import sys, numpy as np, torch
-from omegaconf import OmegaConf
-from meta_rl import checkpoint
-from meta_rl.experiment import build_benchmark, build_model
+from meta_rl.experiment import load_agent
 from meta_rl.evaluation import evaluation_tasks
 from meta_rl.rollout import TrialCollector
 
@@ -18,9 +16,7 @@ def collect_test_trials(path: str, num_goals: int):
     """``(model, batch, goals [B, 3])``: one trial (sampled actions, action seed 0) on each of the
     first ``num_goals`` test goals of the ML1 run whose checkpoint is ``path``, in process."""
     torch.set_num_threads(1)
-    state = checkpoint.load(path)
-    cfg = OmegaConf.create(state["config"]); cfg.env.num_workers = 0
-    bench = build_benchmark(cfg); model = build_model(cfg, bench); model.load_state_dict(state["model"]); model.eval()
+    bench, model, _ = load_agent(path, in_process=True)
     tasks = evaluation_tasks(bench, "test", 50)[:num_goals]
     env = bench.make_env(len(tasks))
     col = TrialCollector(env, model, 39, bench.action_space, 500, 10, bench.reward_scale,

@@ -14,11 +14,9 @@ import sys
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from meta_rl import checkpoint
 from meta_rl.evaluation import evaluation_tasks
-from meta_rl.experiment import build_benchmark, build_model
+from meta_rl.experiment import load_agent
 from meta_rl.rollout import TrialCollector
 
 
@@ -29,13 +27,7 @@ def closest_approach(path: str, n: int, deterministic: bool):
     """``(closest [E, B] cm, success [E, B])`` in the evaluation episodes of one protocol trial
     on each of the first ``n`` test goals."""
     torch.set_num_threads(1)
-    state = checkpoint.load(path)
-    cfg = OmegaConf.create(state["config"])
-    cfg.env.num_workers = 0
-    bench = build_benchmark(cfg)
-    model = build_model(cfg, bench)
-    model.load_state_dict(state["model"])
-    model.eval()
+    bench, model, _ = load_agent(path, in_process=True)
     tasks = evaluation_tasks(bench, "test", 50)[:n]
     env = bench.make_env(len(tasks))
     dist = []
