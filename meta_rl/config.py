@@ -125,6 +125,7 @@ class GRUModelConfig:
     hidden: int = 256
     init_log_std: float = 0.0
     min_log_std: float = -5.0
+    max_log_std: Optional[float] = None  # upper bound on the log std (null: none)
     state_dependent_std: bool = False  # log std from the policy head (per state) instead of a parameter
     # false here so that runs saved before this option existed resume and load unchanged;
     # conf/model/gru.yaml sets the default of new runs.
@@ -135,6 +136,9 @@ class GRUModelConfig:
 
     def __post_init__(self) -> None:
         _positive("model", hidden=self.hidden, input_clip=self.input_clip)
+        if self.max_log_std is not None and self.max_log_std <= self.min_log_std:
+            raise ConfigError(f"model.max_log_std={self.max_log_std} must be above model.min_log_std="
+                              f"{self.min_log_std}; raise it, or null for no upper bound")
 
 
 # -------------------------------------------------------------------------- algo

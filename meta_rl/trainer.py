@@ -309,7 +309,8 @@ class Trainer:
             "charts/rss_mb": rss_mb(),  # the main process; flat over iterations unless memory leaks
         })
         if getattr(self.model, "log_std", None) is not None:
-            m["charts/policy_std"] = float(self.model.log_std.detach().exp().mean())
+            log_std = self.model.log_std.detach().clamp(self.model.min_log_std, self.model.max_log_std)
+            m["charts/policy_std"] = float(log_std.exp().mean())  # the std acting uses (within its bounds)
         return m
 
     def run_evaluation(self, write: bool = False) -> dict[str, float]:

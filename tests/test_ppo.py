@@ -120,6 +120,38 @@ def test_state_dependent_std_starts_at_init_and_is_learned_per_state():
     assert std.min() >= math.exp(model.min_log_std) - 1e-7
 
 
+@pytest.mark.parametrize("state_std", [False, True])
+def test_max_log_std_caps_the_noise_of_a_model_trained_with_more(state_std, tmp_path):
+    """init_weights from a std-1 model into one with max_log_std: the std is the cap, samples
+    spread by it, and a PPO-style loss moves the mean but not a log std held at the cap."""
+    from meta_rl import checkpoint
+
+    space = gym.spaces.Box(-1, 1, (2,))
+    torch.manual_seed(0)
+    wide = GRUActorCritic(4, space, hidden=8, init_log_std=0.0, state_dependent_std=state_std)
+    torch.save(wide.state_dict(), tmp_path / "wide.pt")
+    narrow = GRUActorCritic(4, space, hidden=8, init_log_std=0.0, max_log_std=math.log(0.3),
+                            state_dependent_std=state_std)
+    checkpoint.load_weights(narrow, str(tmp_path / "wide.pt"))
+    x = torch.randn(6, 3, 4)
+    out, _, _ = narrow(x, narrow.initial_state(3))
+    wide_std = wide.mean_std(wide(x, wide.initial_state(3))[0])[1]
+    assert torch.all(wide_std > 0.9)
+    mean, std = narrow.mean_std(out)
+    assert torch.allclose(std, torch.full_like(std, 0.3))
+    first = out.detach()[:1].expand(2000, 3, -1)
+    samples = narrow.sample(first, torch.Generator().manual_seed(0))
+    assert (samples - mean.detach()[:1]).std().item() == pytest.approx(0.3, rel=0.05)
+    logp = narrow.distribution(out).log_prob(torch.zeros(6, 3, 2))
+    (-logp.mean()).backward()
+    grads = dict(narrow.named_parameters())
+    assert grads["policy.weight"].grad.abs().sum() > 0
+    if state_std:  # the log-std rows of the head get nothing; the mean rows do
+        assert grads["policy.weight"].grad[2:].abs().sum() == 0 < grads["policy.weight"].grad[:2].abs().sum()
+    else:
+        assert grads["log_std"].grad.abs().sum() == 0
+
+
 def test_state_dependent_std_update_reports_the_mean_std():
     bench = ScriptedBenchmark(episode_length=5, episodes_per_trial=2, meta_batch_size=4)
     torch.manual_seed(0)

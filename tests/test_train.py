@@ -1,6 +1,7 @@
 """End to end: tiny training runs on real ML10, in-process and through the command line."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -134,6 +135,18 @@ def test_init_weights_start_a_new_run_from_saved_weights(make_cfg, tmp_path, mon
             assert torch.equal(seen[-1][k], expected[k]), k
     train(make_cfg(*bandit, run_dir=str(tmp_path / "fresh")))
     assert not torch.equal(seen[-1]["gru.weight_ih_l0"], trained["gru.weight_ih_l0"])
+
+
+def test_a_low_noise_phase_from_saved_weights(make_cfg, tmp_path):
+    """init_weights + model.max_log_std: the new run acts and logs with the capped std, and the
+    cap travels with the run's config to its checkpoint."""
+    train(make_cfg(*TINY, run_dir=str(tmp_path / "a")))
+    assert all(float(r["charts/policy_std"]) > 0.9 for r in read_metrics(tmp_path / "a"))
+    source = tmp_path / "a" / "checkpoints" / "latest.pt"
+    train(make_cfg(*TINY, f"init_weights={source}", "model.max_log_std=-1.2", run_dir=str(tmp_path / "b")))
+    rows = read_metrics(tmp_path / "b")
+    assert [float(r["charts/policy_std"]) for r in rows] == pytest.approx([math.exp(-1.2)] * len(rows))
+    assert checkpoint.load(str(tmp_path / "b" / "checkpoints" / "latest.pt"))["config"]["model"]["max_log_std"] == -1.2
 
 
 def test_aux_task_loss_trains_end_to_end_and_resumes(make_cfg, tmp_path):

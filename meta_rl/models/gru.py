@@ -28,6 +28,9 @@ class GRUActorCritic(nn.Module):
         hidden: GRU hidden size.
         init_log_std: initial log standard deviation of the Gaussian policy.
         min_log_std: lower bound on the log std, so exploration never collapses to zero.
+        max_log_std: upper bound on the log std (None: none). With ``init_weights`` it starts a
+            phase of training with little noise from a run trained with more, e.g. to make the
+            mean action precise; a log std held at the bound gets no gradient, so it stays there.
         state_dependent_std: the log std is a second output of the policy head (a function of
             the hidden state, so the policy can be precise in one state and explore in another)
             instead of one learned parameter per action dim. The head's output is then
@@ -56,6 +59,7 @@ class GRUActorCritic(nn.Module):
         hidden: int = 256,
         init_log_std: float = 0.0,
         min_log_std: float = -5.0,
+        max_log_std: float | None = None,
         state_dependent_std: bool = False,
         normalize_inputs: bool = False,
         input_mask=None,
@@ -70,6 +74,7 @@ class GRUActorCritic(nn.Module):
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         self.hidden = hidden
         self.min_log_std = min_log_std
+        self.max_log_std = max_log_std
         self.state_std = bool(state_dependent_std) and not self.discrete
         self.gru = nn.GRU(input_dim, hidden)
         self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
@@ -181,8 +186,8 @@ class GRUActorCritic(nn.Module):
         """The Gaussian's mean ``[..., A]`` and std (``[..., A]``, or ``[A]`` for a parameter std)."""
         if self.state_std:
             mean, log_std = policy_out.split(self.action_dim, -1)
-            return mean, log_std.clamp(min=self.min_log_std).exp()
-        return policy_out, self.log_std.clamp(min=self.min_log_std).exp()
+            return mean, log_std.clamp(self.min_log_std, self.max_log_std).exp()
+        return policy_out, self.log_std.clamp(self.min_log_std, self.max_log_std).exp()
 
     def distribution(self, policy_out: torch.Tensor):
         """The action distribution for head outputs ``[..., A]`` (log_prob/entropy summed over dims)."""
