@@ -61,16 +61,17 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return state
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
+def load_weights(model: torch.nn.Module, path: str) -> dict | None:
     """Load network weights into ``model``: the model of a meta-rl checkpoint, or a state dict
     saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (torch's strict
     ``load_state_dict``), except the training-only ``task_head`` (``algo.aux_task_coef``): the
     weights of a run with it start a run without it, and a new head starts fresh where the
-    weights have none. Nothing else of the checkpoint (optimiser, counters, RNG) is used."""
+    weights have none. Returns the checkpoint's algorithm state (its value normaliser goes with
+    the critic's weights; the optimiser, counters and RNG are not used), None for a state dict."""
     name = f"init_weights={path}"
-    state = _read(path, name)
+    state, algo = _read(path, name), None
     if isinstance(state, dict) and state.get("format") == FORMAT:
-        state = state.get("model")
+        state, algo = state.get("model"), state.get("algo")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name} holds neither a meta-rl checkpoint nor a state dict of tensors")
     own, head = model.state_dict(), TASK_HEAD
@@ -82,6 +83,7 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
         raise CheckpointError(f"{name} does not fit the model ({first[:200]}); configure the model as the "
                               "weights were trained (model.hidden, model.previous_obs, ...)") from None
+    return algo
 
 
 def rng_state(**generators: Any) -> dict[str, Any]:

@@ -137,9 +137,10 @@ def train(cfg: DictConfig) -> float:
     OmegaConf.save(OmegaConf.create(config), os.path.join(run_dir, "resolved_config.yaml"))
     benchmark = build_benchmark(cfg)
     model = build_model(cfg, benchmark)
-    if state is None and cfg.init_weights:
-        checkpoint.load_weights(model, cfg.init_weights)
+    source = checkpoint.load_weights(model, cfg.init_weights) if state is None and cfg.init_weights else None
     algo = build_algo(cfg, model, benchmark)
+    if source:
+        algo.load_value_scale(source)
     video = build_video_recorder(cfg.eval, benchmark, cfg.model, "test")
     evaluator, eval_tasks = build_evaluator(cfg.eval, benchmark, model, during_training=True)
     logger = instantiate(cfg.logger)

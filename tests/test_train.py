@@ -149,6 +149,22 @@ def test_a_low_noise_phase_from_saved_weights(make_cfg, tmp_path):
     assert checkpoint.load(str(tmp_path / "b" / "checkpoints" / "latest.pt"))["config"]["model"]["max_log_std"] == -1.2
 
 
+def test_init_weights_carry_the_value_normaliser_of_the_critic(make_cfg, tmp_path):
+    """A critic trained on normalised returns predicts in its run's units: init_weights from a
+    checkpoint continues those statistics (the new run's first update merges into them), a
+    state dict of weights alone starts them fresh."""
+    train(make_cfg(*TINY, run_dir=str(tmp_path / "a")))
+    source = tmp_path / "a" / "checkpoints" / "latest.pt"
+    before = checkpoint.load(str(source))["algo"]["value_norm"]
+    torch.save(checkpoint.load(str(source))["model"], tmp_path / "weights.pt")
+    for name, init in (("b", source), ("c", tmp_path / "weights.pt")):
+        train(make_cfg(*TINY, f"init_weights={init}", run_dir=str(tmp_path / name)))
+    after = {n: checkpoint.load(str(tmp_path / n / "checkpoints" / "latest.pt"))["algo"]["value_norm"] for n in "bc"}
+    assert before["count"] > 1
+    assert after["b"]["count"] == pytest.approx(2 * before["count"])  # same number of updates, on top
+    assert after["c"]["count"] == pytest.approx(before["count"])
+
+
 def test_aux_task_loss_trains_end_to_end_and_resumes(make_cfg, tmp_path):
     """algo.aux_task_coef builds the model's task head from the benchmark's task features (ML10:
     positions + class one-hot), logs the loss, and the checkpoint evaluates and resumes."""

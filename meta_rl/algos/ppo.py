@@ -274,6 +274,13 @@ class PPOClip:
             state["value_norm"] = self.value_norm.state_dict()
         return state
 
+    def load_value_scale(self, state: dict) -> None:
+        """The value normaliser's statistics from another run's ``state_dict()`` (``init_weights``):
+        a critic trained with normalised values predicts returns in those units, and with fresh
+        statistics its first advantages would be the raw returns. Nothing when either has none."""
+        if self.value_norm is not None and "value_norm" in state:
+            self.value_norm.load_state_dict(state["value_norm"])
+
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.baseline is not None:
