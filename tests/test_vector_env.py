@@ -300,3 +300,69 @@ def test_workers_run_at_lower_priority_than_the_main_process(ml10):
         assert [os.getpriority(os.PRIO_PROCESS, p.pid) for p in env._procs] == [min(own + 7, 19)] * 2
     finally:
         env.close()
+
+
+_EDITED_DURING_A_RUN = '''
+import os
+import gymnasium as gym
+import numpy as np
+from editpkg.envs import Slice
+from meta_rl.envs.vector import ProcessTrialEnv, forkserver_preload
+
+obs_space, act_space = gym.spaces.Box(-9, 9, (3,), np.float64), gym.spaces.Box(-1, 1, (4,), np.float32)
+def make(method):
+    return ProcessTrialEnv(Slice(), 2, obs_space, act_space, num_workers=2, start_method=method)
+
+if __name__ == "__main__":
+    import editpkg.version                   # imported by this process only (as train.py imports the model)
+    assert "editpkg.version" in forkserver_preload(Slice()), forkserver_preload(Slice())
+    running = make("forkserver")             # the run's workers, started before the edit
+    path = os.path.join(os.environ["PKG_ROOT"], "editpkg", "version.py")
+    with open(path, "w") as f:
+        f.write("VERSION = 2.0\\n")
+    os.utime(path, (1e9 + 7, 1e9 + 7))       # a different mtime: no stale bytecode
+    started_later = make("forkserver")       # e.g. the evaluation's workers
+    fresh = make("spawn")                    # a process that imports what is on disk now
+    print(running.reset()[0, 0], started_later.reset()[0, 0], fresh.reset()[0, 0])
+    for env in (running, started_later, fresh):
+        env.close()
+'''
+
+
+def test_workers_run_the_code_the_run_started_with_not_an_edit_made_during_it(tmp_path):
+    """Editing the code while a run goes on must not change what its workers run: a worker
+    that first imports a module mid-run (the evaluation workers import the model's class at
+    the first evaluation) and a worker started after the edit both see the original code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pkg = tmp_path / "editpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "version.py").write_text("VERSION = 1.0\n")
+    (pkg / "envs.py").write_text(
+        "import numpy as np\n"
+        "class Slice:\n"
+        "    def __call__(self, n):\n"
+        "        return Env(n)\n"
+        "class Env:\n"
+        "    def __init__(self, n):\n"
+        "        self.num_envs = n\n"
+        "    def set_tasks(self, tasks):\n"
+        "        pass\n"
+        "    def reset(self):\n"
+        "        from editpkg import version  # imported by the worker on first use\n"
+        "        return np.full((self.num_envs, 3), version.VERSION)\n"
+        "    def close(self):\n"
+        "        pass\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(_EDITED_DURING_A_RUN)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PKG_ROOT": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)])}
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    running, started_later, fresh = map(float, p.stdout.split()[-3:])
+    assert fresh == 2.0  # the edit is on disk: a process importing it now sees it
+    assert (running, started_later) == (1.0, 1.0), p.stdout

@@ -36,6 +36,17 @@ method, a script that creates the env must guard its entry point with
 and the jobs must be importable by name (module-level classes or functions). Pass
 ``start_method="fork"`` to start faster.
 
+Workers run the code the process started with, not what is on disk when they start: before
+the forkserver starts, it is told to import the modules of ``meta_rl`` and of ``make_slice``'s
+package that this process has imported (:func:`forkserver_preload`), and every worker is a
+fork of it. Without this, a worker imports such a module when it first unpickles something
+that needs it (the evaluation workers import the model's class at the first evaluation),
+so editing the code during a run made the run fail or, worse, mix two versions of the code.
+The forkserver imports through its own ``sys.path`` (the working directory, ``PYTHONPATH`` and
+site-packages; Python 3.11's forkserver does not take this process's), so a module reachable
+only through a path added at run time is not preloaded and is imported by each worker when
+first needed, as without the preload.
+
 Workers are daemonic, ignore SIGINT (the main process shuts them down), exit when
 their pipe to the main process closes (so a killed main process leaves no orphans),
 and are terminated by ``close()``, by garbage collection, or at interpreter exit.
@@ -50,6 +61,7 @@ import multiprocessing.connection as mpc
 import os
 import pickle
 import signal
+import sys
 import time
 import weakref
 from typing import Any, Callable, NoReturn, Sequence
@@ -81,6 +93,16 @@ def resolve_num_workers(num_workers: int | None, num_envs: int) -> int:
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = in-process, None = one per core)")
     return min(num_workers, num_envs)
+
+
+def forkserver_preload(make_slice: Any) -> list[str]:
+    """The modules the forkserver imports before it forks any worker: ``__main__`` (the
+    multiprocessing default), then every module of ``meta_rl`` and of the top-level package of
+    ``make_slice`` (or, for a ``functools.partial``, of its function) in ``sys.modules``."""
+    factory = getattr(make_slice, "func", make_slice)
+    module = getattr(factory, "__module__", None) or type(factory).__module__
+    packages = {__name__.split(".")[0], module.split(".")[0]}
+    return ["__main__"] + sorted(n for n in list(sys.modules) if n != "__main__" and n.split(".")[0] in packages)
 
 
 def _default_task_name(task: Any) -> str:
@@ -310,6 +332,8 @@ class ProcessTrialEnv:
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(start_method)
+        if start_method == "forkserver":  # takes effect when the forkserver starts (once per process)
+            ctx.set_forkserver_preload(forkserver_preload(make_slice))
         if mp.get_start_method(allow_none=True) not in (None, *mp.get_all_start_methods()):
             mp.set_start_method(start_method, force=True)
         self._raw = ctx.RawArray(ctypes.c_uint8, layout.nbytes)
