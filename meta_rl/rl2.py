@@ -38,6 +38,11 @@ def input_dim(observation_space: gym.spaces.Box, action_space: gym.spaces.Space,
     return obs + action_input_dim(action_space) + 2 + (obs if previous_obs else 0)
 
 
+def reward_index(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> int:
+    """Position of the previous reward in the RL² input (observation, previous action, reward, done)."""
+    return int(np.prod(observation_space.shape)) + action_input_dim(action_space)
+
+
 def normalized_dims(
     observation_space: gym.spaces.Box, action_space: gym.spaces.Space, previous_obs: bool = False
 ) -> np.ndarray:
@@ -47,7 +52,7 @@ def normalized_dims(
     obs = int(np.prod(observation_space.shape))
     mask = np.zeros(input_dim(observation_space, action_space, previous_obs), bool)
     mask[:obs] = True
-    mask[obs + action_input_dim(action_space)] = True
+    mask[reward_index(observation_space, action_space)] = True
     if previous_obs:
         mask[-obs:] = True
     return mask

@@ -8,7 +8,7 @@ import torch
 
 from meta_rl.envs.metaworld import MetaWorldBenchmark
 from meta_rl.models import GRUActorCritic
-from meta_rl.rl2 import RL2Inputs, input_dim, normalized_dims
+from meta_rl.rl2 import RL2Inputs, input_dim, normalized_dims, reward_index
 from meta_rl.rollout import TrialCollector
 
 
@@ -59,6 +59,17 @@ def test_rl2inputs_discrete_actions_are_one_hot():
     np.testing.assert_array_equal(x, [[0, 0, 0, 1, 1, 1], [0, 1, 0, 0, 0, 1]])
     rl2.start_trial()
     assert np.all(rl2.build(np.ones((2, 1), np.float32))[:, 1:] == 0)
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3)], ids=["box", "discrete"])
+def test_reward_index_is_where_the_inputs_put_the_previous_reward(action_space):
+    obs_space = gym.spaces.Box(-1, 1, (5,))
+    rl2 = RL2Inputs(1, 5, action_space, reward_scale=0.5)
+    rl2.record(np.array([action_space.sample()]), np.array([3.0], np.float32), False)
+    x = rl2.build(np.zeros((1, 5), np.float32))
+    i = reward_index(obs_space, action_space)
+    assert x[0, i] == 1.5
+    assert np.count_nonzero(x[0] == 1.5) == 1  # no other input carries it
 
 
 def test_previous_observation_input_carries_the_last_transition(scripted):

@@ -13,14 +13,15 @@ import sys
 
 import numpy as np
 
-from meta_rl.envs.metaworld import _load_benchmark, _rand_vec
+from meta_rl.envs.metaworld import MetaWorldBenchmark, _rand_vec
 
 
 def main(seed: int) -> None:
-    bench = _load_benchmark("ML1", "push-v3", seed)
+    bench = MetaWorldBenchmark("ML1", "push-v3", benchmark_seed=seed, num_workers=0)  # the runs' own splits
     xs, ys = np.arange(-0.12, 0.1201, 0.0025), np.arange(0.76, 0.9401, 0.0025)
     grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
-    for split, tasks in (("train", bench.train_tasks), ("test", bench.test_tasks)):
+    for split in ("train", "test"):
+        tasks = bench.all_tasks(split)
         rand = np.stack([_rand_vec(t) for t in tasks])  # push: object start (3), goal (3)
         obj, goal = rand[:, :3], rand[:, 3:]
         near = np.linalg.norm(goal[None, :, :2] - grid[:, None], axis=-1) < 0.05

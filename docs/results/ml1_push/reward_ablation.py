@@ -19,19 +19,17 @@ import torch
 
 from meta_rl.evaluation import MetaEvaluator, evaluation_tasks
 from meta_rl.experiment import load_agent
-from meta_rl.rl2 import action_input_dim
+from meta_rl.rl2 import reward_index
 
 
 def main(path: str, n: int) -> None:
     bench, model, state = load_agent(path)
     tasks = evaluation_tasks(bench, "test", 50)[:n]
-    obs_dim = bench.observation_space.shape[0]
-    reward_dim = obs_dim + action_input_dim(bench.action_space)  # RL² input: obs, prev action, reward, done
-    input_dim = model.input_keep.numel() if model.input_keep is not None else None
+    reward_dim = reward_index(bench.observation_space, bench.action_space)
     print(f"{path}: {state['env_steps']:,} env steps, {len(tasks)} test goals; reward input dim {reward_dim}")
     for name, drop_reward in (("as trained", False), ("reward input at its mean", True)):
         if drop_reward:
-            keep = model.input_keep.clone() if input_dim else torch.ones(model.gru.input_size)
+            keep = model.input_keep.clone() if model.input_keep is not None else torch.ones(model.gru.input_size)
             keep[reward_dim] = 0.0
             model.input_keep = keep
         evaluator = MetaEvaluator(bench, model, num_envs=min(25, len(tasks)))
