@@ -8,7 +8,7 @@ step, split into object dims and goal dims (hidden), in the standardised units o
     PYTHONPATH=. python docs/results/ml1_reach/aux_goal_error.py runs/<run>/checkpoints/latest.pt [N]
     PYTHONPATH=. python docs/results/ml1_reach/aux_goal_error.py <checkpoint> 50 --steps 1 100 250 --no-reward
 
-``--steps``: also print the error at these steps of episode 1 (how fast the first episode's
+``--split train``: the training goals instead (what the head fits). ``--steps``: also print the error at these steps of episode 1 (how fast the first episode's
 rewards place the goal). ``--no-reward``: hold the previous-reward input at its training mean
 (the model's input mask zeroes it after standardisation), the only channel through which a
 hidden goal can reach the GRU state; what the state still knows of the goal without it comes
@@ -27,8 +27,9 @@ from meta_rl.rollout import TrialCollector
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("n", nargs="?", type=int, default=10, help="test goals (the first N)")
+    parser.add_argument("n", nargs="?", type=int, default=10, help="goals (the first N of the split)")
     parser.add_argument("--steps", type=int, nargs="*", default=[], help="steps of episode 1 to report too")
+    parser.add_argument("--split", default="test", choices=("test", "train"), help="whose goals (default: test)")
     parser.add_argument("--no-reward", action="store_true", help="hold the previous-reward input at its mean")
     args = parser.parse_args()
     bench, model, _ = load_agent(args.checkpoint, in_process=True)
@@ -37,7 +38,7 @@ def main() -> None:
         keep = model.input_keep.clone() if model.input_keep is not None else torch.ones(model.gru.input_size)
         keep[reward_index(bench.observation_space, bench.action_space)] = 0.0
         model.input_keep = keep
-    tasks = bench.all_tasks("test")[:n]
+    tasks = bench.all_tasks(args.split)[:n]
     col = TrialCollector(bench.make_env(n), model, 39, bench.action_space, bench.episode_length,
                          bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(0))
     batch = col.collect(tasks)
@@ -54,7 +55,7 @@ def main() -> None:
         cm = ((pred[t] - target)[:, 3:] / scale[3:]).norm(dim=-1).mean() * 100
         print(f"{label:>7}  {err[:, :3].mean():15.3f}  {err[:, 3:].mean():13.3f}  {cm:15.1f}{extra}")
 
-    print(f"{args.checkpoint}: {n} test goals{', previous-reward input at its mean' if args.no_reward else ''}")
+    print(f"{args.checkpoint}: {n} {args.split} goals{', previous-reward input at its mean' if args.no_reward else ''}")
     print("episode  object-dims MSE  goal-dims MSE  goal error (cm)  success")
     for t in args.steps:
         row(f"1@{t}", t - 1)
