@@ -125,6 +125,27 @@ def test_masked_inputs_never_reach_the_gru(make_cfg):
         build_model(make_cfg("env=tabular_mdp", "model.hidden=8", "model.masked_inputs=[0,17]"), bench)
 
 
+def test_masking_a_built_model_adds_to_its_mask_and_matches_the_config_option(make_cfg):
+    """mask_inputs on a built model (the reward ablations in docs/results/) acts as
+    model.masked_inputs does from the start, and keeps the dims already masked."""
+    from meta_rl.experiment import build_benchmark, build_model
+
+    bench = build_benchmark(make_cfg("env=tabular_mdp", "model.hidden=8"))
+    both = build_model(make_cfg("env=tabular_mdp", "model.hidden=8", "model.masked_inputs=[1,3]"), bench)
+    later = build_model(make_cfg("env=tabular_mdp", "model.hidden=8", "model.masked_inputs=[1]"), bench)
+    later.load_state_dict(both.state_dict())
+    stats = torch.randn(50, 4, both.gru.input_size) * 3 + 1
+    both.update_input_stats(stats)
+    later.update_input_stats(stats)
+    x, h0 = torch.randn(6, 2, both.gru.input_size), both.initial_state(2)
+    assert not torch.equal(later(x, h0)[1], both(x, h0)[1])
+    later.mask_inputs([3])
+    torch.testing.assert_close(later(x, h0)[:2], both(x, h0)[:2], rtol=0, atol=0)
+    assert later.input_keep[1] == 0 and later.input_keep[3] == 0 and later.input_keep.sum() == both.gru.input_size - 2
+    with pytest.raises(ValueError, match="outside the"):
+        later.mask_inputs([both.gru.input_size])
+
+
 def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
     """Replaying the stored inputs through the GRU with one continuous state reproduces the
     rollout's values: the state was carried over episode ends. The stored chunk-start states

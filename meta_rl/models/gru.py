@@ -88,13 +88,9 @@ class GRUActorCritic(nn.Module):
             nn.init.constant_(self.policy.bias[self.action_dim :], float(init_log_std))
         nn.init.orthogonal_(self.value.weight, 1.0)
         nn.init.zeros_(self.value.bias)
-        masked = sorted({int(i) for i in masked_inputs})
-        if masked and not 0 <= masked[0] <= masked[-1] < input_dim:
-            raise ValueError(f"masked_inputs {masked} outside the {input_dim} input dims (0-{input_dim - 1})")
-        keep = torch.ones(input_dim)
-        keep[masked] = 0.0
         # Not persistent: the mask comes from the config, so checkpoints from before it load unchanged.
-        self.register_buffer("input_keep", keep if masked else None, persistent=False)
+        self.register_buffer("input_keep", None, persistent=False)
+        self.mask_inputs(masked_inputs)
         self.normalize_inputs = normalize_inputs
         self.input_clip = float(input_clip)
         if normalize_inputs:
@@ -158,6 +154,21 @@ class GRUActorCritic(nn.Module):
     def heads(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(policy_out, value)`` of GRU states ``out`` from :meth:`encode`."""
         return self.policy(out), self.value(out).squeeze(-1)
+
+    def mask_inputs(self, dims) -> None:
+        """Set these input dims to zero before the GRU from now on, after standardisation (a
+        standardised dim is then held at its running mean), on top of any already masked:
+        ``masked_inputs`` at construction, or an ablation of a trained model (e.g. the previous
+        reward, :func:`meta_rl.rl2.reward_index`)."""
+        n = self.gru.input_size
+        dims = sorted({int(i) for i in dims})
+        if not dims:
+            return
+        if not 0 <= dims[0] <= dims[-1] < n:
+            raise ValueError(f"masked_inputs {dims} outside the {n} input dims (0-{n - 1})")
+        keep = self.input_keep.clone() if self.input_keep is not None else torch.ones(n, device=self.policy.weight.device)
+        keep[dims] = 0.0
+        self.input_keep = keep
 
     def encode(
         self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None

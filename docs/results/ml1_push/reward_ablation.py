@@ -15,7 +15,6 @@ Prints, per mode, the protocol's success (evaluation episodes) and the success a
 """
 import sys
 
-import torch
 
 from meta_rl.evaluation import MetaEvaluator, evaluation_tasks
 from meta_rl.experiment import load_agent
@@ -29,9 +28,7 @@ def main(path: str, n: int) -> None:
     print(f"{path}: {state['env_steps']:,} env steps, {len(tasks)} test goals; reward input dim {reward_dim}")
     for name, drop_reward in (("as trained", False), ("reward input at its mean", True)):
         if drop_reward:
-            keep = model.input_keep.clone() if model.input_keep is not None else torch.ones(model.gru.input_size)
-            keep[reward_dim] = 0.0
-            model.input_keep = keep
+            model.mask_inputs([reward_dim])
         evaluator = MetaEvaluator(bench, model, num_envs=min(25, len(tasks)))
         try:
             r = evaluator.evaluate(tasks, seed=0)["overall"]

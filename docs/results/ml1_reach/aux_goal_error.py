@@ -8,8 +8,8 @@ step, split into object dims and goal dims (hidden), in the standardised units o
     PYTHONPATH=. python docs/results/ml1_reach/aux_goal_error.py runs/<run>/checkpoints/latest.pt [N]
     PYTHONPATH=. python docs/results/ml1_reach/aux_goal_error.py <checkpoint> 50 --steps 1 100 250 --no-reward
 
-``--split train``: the training goals instead (what the head fits). ``--steps``: also print the error at these steps of episode 1 (how fast the first episode's
-rewards place the goal). ``--no-reward``: hold the previous-reward input at its training mean
+``--split train``: the training goals instead (what the head fits). ``--steps``: also print
+the error at these steps of episode 1 (how fast the first episode's rewards place the goal). ``--no-reward``: hold the previous-reward input at its training mean
 (the model's input mask zeroes it after standardisation), the only channel through which a
 hidden goal can reach the GRU state; what the state still knows of the goal without it comes
 from the prior over goals (and, for objects the policy moves, nothing else).
@@ -35,9 +35,7 @@ def main() -> None:
     bench, model, _ = load_agent(args.checkpoint, in_process=True)
     n = args.n
     if args.no_reward:
-        keep = model.input_keep.clone() if model.input_keep is not None else torch.ones(model.gru.input_size)
-        keep[reward_index(bench.observation_space, bench.action_space)] = 0.0
-        model.input_keep = keep
+        model.mask_inputs([reward_index(bench.observation_space, bench.action_space)])
     tasks = bench.all_tasks(args.split)[:n]
     col = TrialCollector(bench.make_env(n), model, 39, bench.action_space, bench.episode_length,
                          bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(0))
