@@ -82,7 +82,7 @@ def load_weights(model: torch.nn.Module, path: str) -> dict | None:
     except RuntimeError as e:  # "Error(s) in loading state_dict ...:" then one line per kind of mismatch
         first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
         raise CheckpointError(f"{name} does not fit the model ({first[:200]}); configure the model as the "
-                              "weights were trained (model.hidden, model.previous_obs, ...)") from None
+                              "weights were trained (model.hidden, model.previous_obs, model.trial_time, ...)") from None
     return algo
 
 

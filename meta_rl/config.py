@@ -132,6 +132,7 @@ class GRUModelConfig:
     normalize_inputs: bool = False
     input_clip: float = 10.0
     previous_obs: bool = False  # the input also carries the previous observation (meta_rl.rl2)
+    trial_time: bool = False  # the input also carries the fraction of the trial played (meta_rl.rl2)
     masked_inputs: list[int] = field(default_factory=list)  # input dims zeroed before the GRU
 
     def __post_init__(self) -> None:

@@ -32,14 +32,14 @@ def build_benchmark(cfg: DictConfig):
 
 def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
     obs, act = benchmark.observation_space, benchmark.action_space
-    prev = bool(cfg.model.get("previous_obs", False))
-    kwargs = {"input_mask": rl2.normalized_dims(obs, act, prev).tolist()} if cfg.model.get("normalize_inputs") else {}
+    prev, clock = bool(cfg.model.get("previous_obs", False)), bool(cfg.model.get("trial_time", False))
+    kwargs = {"input_mask": rl2.normalized_dims(obs, act, prev, clock).tolist()} if cfg.model.get("normalize_inputs") else {}
     if cfg.get("algo") is not None and cfg.algo.get("aux_task_coef", 0.0) > 0:
         if not hasattr(benchmark, "task_features"):
             raise ConfigError(f"algo.aux_task_coef={cfg.algo.aux_task_coef} needs task features, which env "
                               f"{benchmark.name} does not define; set algo.aux_task_coef=0")
         kwargs["task_dim"] = benchmark.task_feature_dim
-    dim = rl2.input_dim(obs, act, prev)
+    dim = rl2.input_dim(obs, act, prev, clock)
     bad = [i for i in cfg.model.get("masked_inputs", []) if not 0 <= i < dim]
     if bad:
         raise ConfigError(f"model.masked_inputs={bad}: env {benchmark.name} has {dim} RL² input dims (the observation "

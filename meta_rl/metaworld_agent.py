@@ -37,12 +37,19 @@ OBS_DIM = 39
 class MetaWorldRL2Agent:
     """Implements ``init``, ``adapt_action``, ``step``, ``adapt``, ``eval_action``, ``reset``."""
 
-    def __init__(self, model, num_envs: int, reward_scale: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, model, num_envs: int, reward_scale: float = 0.1, seed: int = 0,
+                 trial_length: int | None = None) -> None:
+        """``trial_length``: steps per trial (adaptation and evaluation episodes × 500), needed only
+        by a model whose input carries the trial time (``model.trial_time``)."""
+        if model.trial_time and trial_length is None:
+            raise ValueError("this model reads the trial time (model.trial_time=true): pass trial_length, the steps "
+                             "of one trial (episodes per trial x 500)")
         self.model = model
         self.num_envs = num_envs
         self.device = model.value.weight.device
         self.action_space = gym.spaces.Box(-1.0, 1.0, (model.action_dim,), np.float32)
-        self.rl2 = RL2Inputs(num_envs, OBS_DIM, self.action_space, reward_scale, model.previous_obs)
+        self.rl2 = RL2Inputs(num_envs, OBS_DIM, self.action_space, reward_scale, model.previous_obs,
+                             trial_length if model.trial_time else None)
         self.generator = torch.Generator().manual_seed(seed)
         self.h = model.initial_state(num_envs)
         self._last_eval_action: np.ndarray | None = None

@@ -124,7 +124,7 @@ class TrialCollector:
                           threads=1)
         self._workers_ready = False
         self._key = uuid.uuid4().hex  # names this collector's policy in the workers' caches
-        self.rl2 = RL2Inputs(B, obs_dim, action_space, reward_scale, model.previous_obs)
+        self.rl2 = RL2Inputs(B, obs_dim, action_space, reward_scale, model.previous_obs, T if model.trial_time else None)
         self.low = getattr(action_space, "low", None)
         self.high = getattr(action_space, "high", None)
         self.device = model.value.weight.device

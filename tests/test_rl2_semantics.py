@@ -102,6 +102,47 @@ def test_previous_observation_option_builds_the_wider_model(make_cfg):
         assert model.gru.input_size == width and model.previous_obs == (prev == "true")
 
 
+def test_trial_time_input_counts_the_steps_of_the_trial(scripted):
+    obs_space, act_space = scripted.observation_space, scripted.action_space
+    base = input_dim(obs_space, act_space)
+    assert input_dim(obs_space, act_space, trial_time=True) == base + 1
+    assert input_dim(obs_space, act_space, True, True) == base + 3 + 1
+    # the clock is bounded: input normalisation leaves it alone, and the previous observation
+    # keeps its place before it
+    assert normalized_dims(obs_space, act_space, trial_time=True).tolist() == normalized_dims(obs_space, act_space).tolist() + [False]
+    assert normalized_dims(obs_space, act_space, True, True).tolist() == [True] * 3 + [False, False, True, False] + [True] * 3 + [False]
+    torch.manual_seed(0)
+    model = GRUActorCritic(input_dim(obs_space, act_space, True, True), act_space, hidden=8, previous_obs=True,
+                           trial_time=True)
+    env = scripted.make_env(scripted.meta_batch_size)
+    col = TrialCollector(env, model, 3, act_space, scripted.episode_length, scripted.episodes_per_trial,
+                         scripted.reward_scale, generator=torch.Generator().manual_seed(0))
+    T = scripted.episode_length * scripted.episodes_per_trial
+    x = col.collect([0, 1]).inputs.numpy()  # [T, B, obs 3 + act 2 + r + d + previous obs 3 + t/T]
+    np.testing.assert_allclose(x[:, :, -1], np.repeat(np.arange(T)[:, None] / T, 2, axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(x[1:, :, 7:10], x[:-1, :, :3])  # the previous observation is unmoved
+    assert np.all(x[0, :, 3:] == 0.0)
+    # a new trial restarts the clock
+    np.testing.assert_allclose(col.collect([1, 0]).inputs.numpy()[:3, 0, -1], np.arange(3) / T, rtol=1e-6)
+    with pytest.raises(ValueError, match="trial_length"):
+        RL2Inputs(1, 3, act_space, 1.0, trial_length=0)
+
+
+def test_trial_time_option_builds_the_wider_model_and_checkpoints_name_it(make_cfg, tmp_path):
+    from meta_rl.checkpoint import load_weights
+    from meta_rl.errors import CheckpointError
+    from meta_rl.experiment import build_benchmark, build_model
+
+    models = {}
+    for clock, width in (("false", 1 + 5 + 2), ("true", 1 + 5 + 2 + 1)):  # obs, 5 arms one-hot, reward, done
+        cfg = make_cfg("env=bandit", "model.hidden=8", f"model.trial_time={clock}")
+        models[clock] = build_model(cfg, build_benchmark(cfg))
+        assert models[clock].gru.input_size == width and models[clock].trial_time == (clock == "true")
+    torch.save(models["false"].state_dict(), tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="model.trial_time"):
+        load_weights(models["true"], tmp_path / "w.pt")
+
+
 def test_masked_inputs_never_reach_the_gru(make_cfg):
     from meta_rl.errors import ConfigError
     from meta_rl.experiment import build_benchmark, build_model
@@ -365,3 +406,25 @@ def test_trainer_updates_input_statistics_after_each_update(make_cfg, tmp_path):
     # two iterations of 2 trials x 2 episodes x 20 steps: every collected input was folded in once
     assert float(state["input_count"]) == 2 * (2 * 2 * 20)
     assert bool((state["input_scale"][:39] > 1).any()) and float(state["input_scale"][39]) == 1.0
+
+
+def test_metaworld_agent_needs_the_trial_length_of_a_clocked_model():
+    from types import SimpleNamespace
+
+    from meta_rl.metaworld_agent import MetaWorldRL2Agent
+
+    act_space = gym.spaces.Box(-1, 1, (4,))
+    model = GRUActorCritic(input_dim(gym.spaces.Box(-1, 1, (39,)), act_space, trial_time=True), act_space, hidden=8,
+                           trial_time=True)
+    with pytest.raises(ValueError, match="trial_length"):
+        MetaWorldRL2Agent(model, num_envs=2)
+    agent = MetaWorldRL2Agent(model, num_envs=2, trial_length=1000)
+    agent.init()
+    obs = np.zeros((2, 39))
+    for _ in range(3):
+        action, _ = agent.adapt_action(obs)
+        agent.step(SimpleNamespace(action=action, reward=np.zeros(2), terminated=np.zeros(2, bool),
+                                   truncated=np.zeros(2, bool)))
+    np.testing.assert_allclose(agent.rl2.build(obs)[:, -1], 3 / 1000)
+    agent.init()
+    assert np.all(agent.rl2.build(obs)[:, -1] == 0.0)

@@ -43,6 +43,9 @@ class GRUActorCritic(nn.Module):
         previous_obs: the RL² input this network reads also carries the previous observation
             (:mod:`meta_rl.rl2`); ``input_dim`` must count it. Stored here, where every
             collector of the model's data reads it, so the layout travels with the model.
+        trial_time: the RL² input also carries the fraction of the trial played so far, as
+            its last dim (:mod:`meta_rl.rl2`); ``input_dim`` must count it. Stored here for
+            the same reason as ``previous_obs``.
         task_dim: size of an extra linear head on the GRU state, ``task_head``, that PPO trains
             to regress the trial's task features (``algo.aux_task_coef``); 0 = no such head.
             Acting never reads it.
@@ -65,11 +68,13 @@ class GRUActorCritic(nn.Module):
         input_mask=None,
         input_clip: float = 10.0,
         previous_obs: bool = False,
+        trial_time: bool = False,
         task_dim: int = 0,
         masked_inputs=(),
     ) -> None:
         super().__init__()
         self.previous_obs = bool(previous_obs)
+        self.trial_time = bool(trial_time)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         self.hidden = hidden
