@@ -23,7 +23,8 @@ test goals lie close together, a median 8.6 cm between neighbours in the list ag
 
 Prints, per mode and episode of the trial, the success at the true goal and at the other
 goal (``obj_to_target`` <= Meta-World's 5 cm at some step), and for the evaluation episodes
-the median distance of the puck at the episode's end to each goal.
+the median distance of the puck at the episode's end to each goal and how often it ends
+within the 5 cm (success counted at the episode's end rather than at any step).
 """
 import sys
 
@@ -89,9 +90,11 @@ def main(path: str, n: int) -> None:
         if not swap:
             print(f"the other goal lies {np.median(r['gap']):.1f} cm from the true one (median; min {r['gap'].min():.1f})")
         ev = slice(ADAPT, None)
+        end = r["end"][ev]
         print(f"{name:<20} protocol success at the true goal {r['success'][ev].mean():.3f}, at the other "
-              f"{r['success_other'][ev].mean():.3f} | puck at the end of the evaluation episodes, median "
-              f"{np.median(r['end'][ev, 0]):.1f} cm from the true goal, {np.median(r['end'][ev, 1]):.1f} cm from the other")
+              f"{r['success_other'][ev].mean():.3f} | puck at the end of the evaluation episodes: median "
+              f"{np.median(end[:, 0]):.1f} cm from the true goal, {np.median(end[:, 1]):.1f} cm from the other; "
+              f"within 5 cm {(end[:, 0] <= 100 * RADIUS).mean():.3f} / {(end[:, 1] <= 100 * RADIUS).mean():.3f}")
         for label, key in (("  true goal", "success"), ("  other goal", "success_other")):
             print(f"{label:<20} success by episode 1..13: " + " ".join(f"{s:.2f}" for s in r[key].mean(1)), flush=True)
 
