@@ -1,19 +1,21 @@
 """Does the ML1 push policy find the goal from its rewards? Feed it the rewards of another goal.
 
-    PYTHONPATH=. python docs/results/ml1_push/reward_swap.py runs/<run>/checkpoints/latest.pt [N]
+    PYTHONPATH=. python docs/results/ml1_push/reward_swap.py runs/<run>/checkpoints/latest.pt [N] [--constant]
 
 reward_ablation.py holds the reward input constant, which removes everything the reward
 says: push-v3's reward also scores the hand's distance to the puck and the grasp, so a policy
 that uses the reward only as a state feature loses as much as one that infers the goal from
 it. Here the policy plays the meta-test protocol's trial (10 adaptation episodes with sampled
 actions, then 3 evaluation episodes with the mean action; action seed 0) on the first N
-(default 50) test goals in two modes:
+(default 50) test goals in two modes (three with ``--constant``):
 
 - ``as trained``: the env's own rewards;
 - ``rewards of another goal``: every reward the policy receives is the one the env computes
   for the same state and action with the target of another test goal, the one of the N
   farthest from the true goal (its own puck position, hand and grasp; only the target
-  differs). Success is still judged at the true goal.
+  differs). Success is still judged at the true goal;
+- with ``--constant``, also ``reward at its mean``: the previous-reward input held at its
+  training mean (as in reward_ablation.py), for the same measures.
 
 If the policy infers the goal from the rewards, in the second mode it pushes the puck towards
 the other goal: success at the true goal falls and success at the other goal rises. If it
@@ -33,15 +35,18 @@ import torch
 
 from meta_rl.evaluation import evaluation_tasks
 from meta_rl.experiment import load_agent
+from meta_rl.rl2 import reward_index
 from meta_rl.rollout import TrialCollector
 
 ADAPT, EVAL = 10, 3
 RADIUS = 0.05  # SawyerPushEnvV3.TARGET_RADIUS
 
 
-def play(path: str, n: int, swap: bool) -> dict[str, np.ndarray]:
+def play(path: str, n: int, swap: bool, constant: bool = False) -> dict[str, np.ndarray]:
     torch.set_num_threads(1)
     bench, model, _ = load_agent(path, in_process=True)
+    if constant:
+        model.mask_inputs([reward_index(bench.observation_space, bench.action_space)])
     tasks = evaluation_tasks(bench, "test", 50)[:n]
     env = bench.make_env(len(tasks))
     H, E = bench.episode_length, ADAPT + EVAL
@@ -85,9 +90,10 @@ def play(path: str, n: int, swap: bool) -> dict[str, np.ndarray]:
 
 def main(path: str, n: int) -> None:
     print(f"{path}: {n} test goals; actions seeded 0")
-    for name, swap in (("as trained", False), ("rewards of another", True)):
-        r = play(path, n, swap)
-        if not swap:
+    modes = (("as trained", False, False), ("rewards of another", True, False), ("reward at its mean", False, True))
+    for name, swap, constant in modes[: 3 if "--constant" in sys.argv else 2]:
+        r = play(path, n, swap, constant)
+        if name == "as trained":
             print(f"the other goal lies {np.median(r['gap']):.1f} cm from the true one (median; min {r['gap'].min():.1f})")
         ev = slice(ADAPT, None)
         end = r["end"][ev]
@@ -100,4 +106,5 @@ def main(path: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 50)
+    args = [a for a in sys.argv[1:] if a != "--constant"]
+    main(args[0], int(args[1]) if len(args) > 1 else 50)
