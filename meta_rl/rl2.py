@@ -40,12 +40,16 @@ def action_input_dim(action_space: gym.spaces.Space) -> int:
     return int(np.prod(action_space.shape))
 
 
+def _width(obs_dim: int, act_dim: int, previous_obs: bool, trial_time: bool) -> int:
+    """Input width of the layout in the module docstring."""
+    return obs_dim + act_dim + 2 + (obs_dim if previous_obs else 0) + int(trial_time)
+
+
 def input_dim(
     observation_space: gym.spaces.Box, action_space: gym.spaces.Space, previous_obs: bool = False,
     trial_time: bool = False,
 ) -> int:
-    obs = int(np.prod(observation_space.shape))
-    return obs + action_input_dim(action_space) + 2 + (obs if previous_obs else 0) + int(trial_time)
+    return _width(int(np.prod(observation_space.shape)), action_input_dim(action_space), previous_obs, trial_time)
 
 
 def reward_index(observation_space: gym.spaces.Box, action_space: gym.spaces.Space) -> int:
@@ -96,7 +100,7 @@ class RL2Inputs:
         self.reward_scale = float(reward_scale)
         self.previous_obs = bool(previous_obs)
         self.trial_length = trial_length
-        self.dim = obs_dim + self.act_dim + 2 + (obs_dim if previous_obs else 0) + (trial_length is not None)
+        self.dim = _width(obs_dim, self.act_dim, self.previous_obs, trial_length is not None)
         self._x = np.zeros((num_envs, self.dim), np.float32)
         self._t = 0  # steps recorded since the trial started
         self._rows = np.arange(num_envs)
