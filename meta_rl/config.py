@@ -147,6 +147,7 @@ class GRUModelConfig:
 
 # Value baselines for GAE: the model's critic head, or rllab's linear feature baseline (RL² paper).
 BASELINES = ("critic", "linear")
+ADVANTAGE_NORMS = ("batch", "trial")
 
 
 @dataclass
@@ -165,6 +166,7 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
+    advantage_norm: str = "batch"  # batch | trial: the group whose advantages are standardised
     normalize_values: bool = True
     baseline: str = "critic"
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
@@ -174,6 +176,9 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
             raise ConfigError(f"algo.baseline={self.baseline} is unknown; valid: {', '.join(BASELINES)}")
+        if self.advantage_norm not in ADVANTAGE_NORMS:
+            raise ConfigError(f"algo.advantage_norm={self.advantage_norm} is unknown; "
+                              f"valid: {', '.join(ADVANTAGE_NORMS)}")
         _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
                   chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
         _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef,

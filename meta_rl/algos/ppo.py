@@ -93,7 +93,11 @@ class PPOClip:
         clip: PPO ratio clip ε.
         value_coef, entropy_coef: loss weights.
         max_grad_norm: global gradient-norm clip.
-        normalize_advantages: standardise advantages over the whole batch.
+        normalize_advantages: standardise the advantages (zero mean, unit std).
+        advantage_norm: the group they are standardised over: ``batch`` (all trials together)
+            or ``trial`` (each trial on its own, so a task whose returns are small next to the
+            others' still gets a policy gradient of the same size; on ML10 the object classes'
+            returns per trial are 1/100 of the fixture classes').
         normalize_values: the critic learns normalised returns (:class:`ValueNormalizer`).
         baseline: ``critic`` (the model's value head, trained with the value loss) or
             ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
@@ -125,6 +129,7 @@ class PPOClip:
         entropy_coef: float = 0.0,
         max_grad_norm: float = 0.5,
         normalize_advantages: bool = True,
+        advantage_norm: str = "batch",
         normalize_values: bool = True,
         baseline: str = "critic",
         reward_scale: float = 1.0,
@@ -132,6 +137,8 @@ class PPOClip:
         entropy_coef_final: float | None = None,
         aux_task_coef: float = 0.0,
     ) -> None:
+        if advantage_norm not in ("batch", "trial"):
+            raise ValueError(f"advantage_norm={advantage_norm!r}; use batch or trial")
         if baseline not in ("critic", "linear"):
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
         if aux_task_coef > 0 and getattr(model, "task_head", None) is None:
@@ -143,6 +150,7 @@ class PPOClip:
         self.gamma, self.lam, self.across = gamma, gae_lambda, gae_across_episodes
         self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
+        self.advantage_dims = (0,) if advantage_norm == "trial" else None  # adv is [T, B]: trial = column
         self.reward_scale = reward_scale
         self.lr_start, self.lr_final = lr, lr_final
         self.entropy_coef_start, self.entropy_coef_final = entropy_coef, entropy_coef_final
@@ -192,7 +200,8 @@ class PPOClip:
                 baseline_loss = float(0.5 * (values - mc_returns).pow(2).mean())
                 self.baseline.fit(features, mc_returns)
             if self.normalize_advantages:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                dims = self.advantage_dims
+                adv = (adv - adv.mean(dims, keepdim=True)) / (adv.std(dims, keepdim=True) + 1e-8)
         x, act = _chunks(batch.inputs, chunk), _chunks(batch.actions, chunk)
         old_logp, adv, ret = _chunks(batch.log_probs, chunk), _chunks(adv, chunk), _chunks(targets, chunk)
         h0 = batch.hidden.reshape(1, -1, batch.hidden.shape[-1])
