@@ -217,6 +217,32 @@ def test_linear_baseline_update_uses_previous_fit_and_leaves_the_critic_alone():
     assert "baseline" in algo.state_dict()
 
 
+def _update_with_trial_scaled(advantage_norm, scale):
+    """Parameters after one update in which trial 0's rewards and values are multiplied by scale."""
+    import dataclasses
+
+    model, batch = _batch()
+    rewards, values = batch.rewards.clone(), batch.values.clone()
+    rewards[:, 0] *= scale
+    values[:, 0] *= scale
+    batch = dataclasses.replace(batch, rewards=rewards, values=values)
+    algo = PPOClip(model, lr=3e-3, epochs=2, num_minibatches=2, chunk_length=5, value_coef=0.0,
+                   normalize_values=False, advantage_norm=advantage_norm)
+    algo.update(batch, torch.Generator().manual_seed(0))
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_trial_advantage_norm_gives_every_trial_the_same_weight():
+    # A trial whose rewards (and values) are 100x the others' has 100x their advantages: standardised
+    # per trial the update is the one without the scaling; standardised over the batch it is not.
+    same = _update_with_trial_scaled("trial", 1.0)
+    assert torch.allclose(_update_with_trial_scaled("trial", 100.0), same, atol=1e-5)
+    assert not torch.allclose(_update_with_trial_scaled("batch", 100.0), _update_with_trial_scaled("batch", 1.0),
+                              atol=1e-3)
+    with pytest.raises(ValueError, match="advantage_norm"):
+        PPOClip(_batch()[0], advantage_norm="task")
+
+
 def test_unknown_baseline_is_refused():
     model, _ = _batch()
     with pytest.raises(ValueError, match="baseline"):
