@@ -148,6 +148,7 @@ class GRUModelConfig:
 # Value baselines for GAE: the model's critic head, or rllab's linear feature baseline (RL² paper).
 BASELINES = ("critic", "linear")
 ADVANTAGE_NORMS = ("batch", "trial")
+REWARD_NORMS = ("none", "task")
 
 
 @dataclass
@@ -167,6 +168,7 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
     advantage_norm: str = "batch"  # batch | trial: the group whose advantages are standardised
+    reward_norm: str = "none"  # none | task: divide rewards by their task class's running std
     normalize_values: bool = True
     baseline: str = "critic"
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
@@ -176,6 +178,8 @@ class PPOConfig:
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
             raise ConfigError(f"algo.baseline={self.baseline} is unknown; valid: {', '.join(BASELINES)}")
+        if self.reward_norm not in REWARD_NORMS:
+            raise ConfigError(f"algo.reward_norm={self.reward_norm} is unknown; valid: {', '.join(REWARD_NORMS)}")
         if self.advantage_norm not in ADVANTAGE_NORMS:
             raise ConfigError(f"algo.advantage_norm={self.advantage_norm} is unknown; "
                               f"valid: {', '.join(ADVANTAGE_NORMS)}")

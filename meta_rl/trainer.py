@@ -142,6 +142,7 @@ class Trainer:
         )
         self.seed = seed
         self.regress_tasks = getattr(algo, "aux_task_coef", 0.0) > 0  # the update needs the trials' task features
+        self.train_classes = list(self.benchmark.class_names("train"))  # batch.task_ids index this list
         self.evaluator, self.eval_tasks = evaluator, dict(eval_tasks or {})
         self.eval_every, self.eval_final = eval_every, eval_final
         self.best_success = -math.inf
@@ -285,6 +286,9 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
+        classes = [self.benchmark.task_class(t) for t in tasks]
+        ids = torch.tensor([self.train_classes.index(c) for c in classes], device=batch.rewards.device)
+        batch = dataclasses.replace(batch, task_ids=ids)
         if self.regress_tasks:
             features = torch.as_tensor(self.benchmark.task_features(tasks), device=batch.rewards.device)
             batch = dataclasses.replace(batch, task_features=features)
@@ -296,7 +300,7 @@ class Trainer:
         t2 = time.perf_counter()
         self.iteration += 1
         self.env_steps += batch.num_steps
-        m = trial_metrics(batch, [self.benchmark.task_class(t) for t in tasks], "train")
+        m = trial_metrics(batch, classes, "train")
         if "policy_std" in stats:  # a state-dependent std, averaged over the update's samples
             m["charts/policy_std"] = stats.pop("policy_std")
         m.update({f"losses/{k}": v for k, v in stats.items()})

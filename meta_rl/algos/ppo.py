@@ -71,6 +71,37 @@ class ValueNormalizer:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
 
 
+class TaskRewardScale:
+    """Per task class, the running variance of the per-step rewards; :meth:`__call__` divides each
+    trial's rewards by its class's std (the rewards are not centred), so every class's rewards,
+    returns and advantages are of the same order (cf. the per-environment reward normalisation
+    of the Meta-World paper's RL² runs). Classes are the ``task_ids`` the trainer attaches to
+    each batch; statistics include the batch being scaled."""
+
+    def __init__(self) -> None:
+        self.moments: dict[int, tuple[float, float, float]] = {}  # id -> (mean, var, count)
+
+    def __call__(self, rewards: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        scale = torch.empty(rewards.shape[1], dtype=torch.float64)
+        for g in task_ids.unique().tolist():
+            cols = task_ids == g
+            x = rewards[:, cols].detach().double()
+            mean, var, count = self.moments.get(g, (0.0, 1.0, 1e-4))
+            self.moments[g] = merge_moments(mean, var, count, float(x.mean()), float(x.var(unbiased=False)),
+                                            x.numel())
+            scale[cols] = 1.0 / math.sqrt(max(self.moments[g][1], 1e-8))
+        return rewards * scale.to(rewards.dtype).to(rewards.device)
+
+    def stds(self) -> dict[int, float]:
+        return {g: math.sqrt(max(v, 1e-8)) for g, (_, v, _) in self.moments.items()}
+
+    def state_dict(self) -> dict:
+        return {"ids": list(self.moments), "moments": [list(m) for m in self.moments.values()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.moments = {int(g): tuple(float(v) for v in m) for g, m in zip(state["ids"], state["moments"])}
+
+
 DIAGNOSTICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm")
 
 
@@ -98,6 +129,9 @@ class PPOClip:
             or ``trial`` (each trial on its own, so a task whose returns are small next to the
             others' still gets a policy gradient of the same size; on ML10 the object classes'
             returns per trial are 1/100 of the fixture classes').
+        reward_norm: ``none``, or ``task``: each trial's rewards are divided by the running std of
+            its task class's rewards (:class:`TaskRewardScale`) before GAE, for the critic and the
+            policy alike (the policy's reward input is unchanged).
         normalize_values: the critic learns normalised returns (:class:`ValueNormalizer`).
         baseline: ``critic`` (the model's value head, trained with the value loss) or
             ``linear`` (:class:`~meta_rl.algos.baseline.LinearFeatureBaseline`, as in the RL²
@@ -130,6 +164,7 @@ class PPOClip:
         max_grad_norm: float = 0.5,
         normalize_advantages: bool = True,
         advantage_norm: str = "batch",
+        reward_norm: str = "none",
         normalize_values: bool = True,
         baseline: str = "critic",
         reward_scale: float = 1.0,
@@ -139,6 +174,8 @@ class PPOClip:
     ) -> None:
         if advantage_norm not in ("batch", "trial"):
             raise ValueError(f"advantage_norm={advantage_norm!r}; use batch or trial")
+        if reward_norm not in ("none", "task"):
+            raise ValueError(f"reward_norm={reward_norm!r}; use none or task")
         if baseline not in ("critic", "linear"):
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
         if aux_task_coef > 0 and getattr(model, "task_head", None) is None:
@@ -150,6 +187,7 @@ class PPOClip:
         self.gamma, self.lam, self.across = gamma, gae_lambda, gae_across_episodes
         self.clip, self.value_coef, self.entropy_coef = clip, value_coef, entropy_coef
         self.max_grad_norm, self.normalize_advantages = max_grad_norm, normalize_advantages
+        self.task_reward_scale = TaskRewardScale() if reward_norm == "task" else None
         self.advantage_dims = (0,) if advantage_norm == "trial" else None  # adv is [T, B]: trial = column
         self.reward_scale = reward_scale
         self.lr_start, self.lr_final = lr, lr_final
@@ -180,6 +218,10 @@ class PPOClip:
         model, chunk = self.model, batch.chunk_length
         with torch.no_grad():
             rewards = batch.rewards * self.reward_scale
+            if self.task_reward_scale is not None:
+                if batch.task_ids is None:
+                    raise ValueError("algo.reward_norm=task needs the batch's task_ids (set by the trainer)")
+                rewards = self.task_reward_scale(rewards, batch.task_ids)
             if self.baseline is None:
                 values = batch.values if self.value_norm is None else self.value_norm.denormalize(batch.values)
             else:
@@ -281,6 +323,8 @@ class PPOClip:
             state["baseline"] = self.baseline.state_dict()
         if self.value_norm is not None:
             state["value_norm"] = self.value_norm.state_dict()
+        if self.task_reward_scale is not None:
+            state["task_reward_scale"] = self.task_reward_scale.state_dict()
         return state
 
     def load_value_scale(self, state: dict) -> None:
@@ -296,6 +340,8 @@ class PPOClip:
             self.baseline.load_state_dict(state["baseline"])
         if self.value_norm is not None:
             self.value_norm.load_state_dict(state["value_norm"])
+        if self.task_reward_scale is not None:
+            self.task_reward_scale.load_state_dict(state["task_reward_scale"])
 
 
 class PPOPenalty(PPOClip):
