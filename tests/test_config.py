@@ -74,6 +74,7 @@ def test_command_line_overrides_reach_objects(make_cfg):
         ("algo.chunk_length=300", "algo.chunk_length=300 must divide the trial length"),
         ("algo.lr_final=-0.1", "algo.lr_final=-0.1 must be >= 0"),
         ("algo.advantage_norm=task", "algo.advantage_norm=task is unknown; valid: batch, trial"),
+        ("algo.reward_norm=trial", "algo.reward_norm=trial is unknown; valid: none, task"),
         ("total_env_steps=0", "total_env_steps=0 must be > 0"),
         ("model.max_log_std=-6", "model.max_log_std=-6.0 must be above model.min_log_std=-5.0"),
         ("device=tpu", "device=tpu is unknown"),

@@ -243,6 +243,49 @@ def test_trial_advantage_norm_gives_every_trial_the_same_weight():
         PPOClip(_batch()[0], advantage_norm="task")
 
 
+def test_task_reward_scale_gives_each_class_unit_reward_std_and_round_trips():
+    from meta_rl.algos.ppo import TaskRewardScale
+
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.rand(200, 4, generator=g) * torch.tensor([100.0, 0.01, 100.0, 1.0])
+    ids = torch.tensor([0, 1, 0, 2])
+    norm = TaskRewardScale()
+    scaled = norm(rewards, ids)
+    for cols in ([0, 2], [1], [3]):
+        x = scaled[:, cols].double()
+        assert x.var(unbiased=False).item() == pytest.approx(1.0, rel=1e-3)
+    ratio = scaled[:, [0, 2]] / rewards[:, [0, 2]]
+    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio))  # one scale per class
+    assert (scaled * rewards >= 0).all()  # divided, not centred
+    copy = TaskRewardScale()
+    copy.load_state_dict(norm.state_dict())
+    more = torch.rand(200, 4, generator=g)
+    assert torch.equal(copy(more, ids), norm(more, ids))
+
+
+def _update_with_class_scaled(scale):
+    """Parameters after one update (per-class reward normalisation) with trial 0's rewards x scale."""
+    import dataclasses
+
+    model, batch = _batch()
+    rewards = batch.rewards.clone()
+    rewards[:, 0] *= scale
+    batch = dataclasses.replace(batch, rewards=rewards, task_ids=torch.tensor([0, 1, 2, 3]))
+    algo = PPOClip(model, lr=3e-3, epochs=2, num_minibatches=2, chunk_length=5, reward_norm="task")
+    algo.update(batch, torch.Generator().manual_seed(0))
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_task_reward_norm_makes_the_update_blind_to_a_class_reward_scale():
+    # trial 0 is the only one of its class: its rewards x 100 are divided by a std x 100
+    assert torch.allclose(_update_with_class_scaled(100.0), _update_with_class_scaled(1.0), atol=1e-5)
+    model, batch = _batch()
+    with pytest.raises(ValueError, match="task_ids"):
+        PPOClip(model, chunk_length=5, reward_norm="task").update(batch)
+    with pytest.raises(ValueError, match="reward_norm"):
+        PPOClip(model, reward_norm="class")
+
+
 def test_unknown_baseline_is_refused():
     model, _ = _batch()
     with pytest.raises(ValueError, match="baseline"):

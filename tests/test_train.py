@@ -179,6 +179,18 @@ def test_aux_task_loss_trains_end_to_end_and_resumes(make_cfg, tmp_path):
     assert [int(r["step"]) for r in read_metrics(tmp_path)] == [200, 400, 600]
 
 
+def test_task_reward_norm_counts_each_class_and_resumes_its_statistics(make_cfg, tmp_path):
+    """algo.reward_norm=task: the trainer labels each trial with its class (ML10: 1 trial of 20 steps per
+    class and iteration here) and the per-class statistics continue from the checkpoint."""
+    train(make_cfg(*TINY, "algo.reward_norm=task", run_dir=str(tmp_path)))
+    moments = checkpoint.load(str(tmp_path / "checkpoints" / "latest.pt"))["algo"]["task_reward_scale"]
+    assert sorted(moments["ids"]) == list(range(10))
+    assert [round(m[2]) for m in moments["moments"]] == [40] * 10  # 2 iterations x 20 steps
+    train(make_cfg(*TINY, "algo.reward_norm=task", "total_env_steps=600", run_dir=str(tmp_path)))
+    moments = checkpoint.load(str(tmp_path / "checkpoints" / "latest.pt"))["algo"]["task_reward_scale"]
+    assert [round(m[2]) for m in moments["moments"]] == [60] * 10
+
+
 @pytest.mark.parametrize("env_args", [["experiment=rl2_bandit_k2_n10"], ["experiment=rl2_mdp_n10"]])
 def test_aux_task_coef_on_the_paper_benchmarks(make_cfg, tmp_path, env_args):
     train(make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",

@@ -86,7 +86,7 @@ class TaskRewardScale:
         for g in task_ids.unique().tolist():
             cols = task_ids == g
             x = rewards[:, cols].detach().double()
-            mean, var, count = self.moments.get(g, (0.0, 1.0, 1e-4))
+            mean, var, count = self.moments.get(g, (0.0, 0.0, 0))  # no prior: tiny rewards stay unbiased
             self.moments[g] = merge_moments(mean, var, count, float(x.mean()), float(x.var(unbiased=False)),
                                             x.numel())
             scale[cols] = 1.0 / math.sqrt(max(self.moments[g][1], 1e-8))
