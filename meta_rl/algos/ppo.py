@@ -74,8 +74,8 @@ class ValueNormalizer:
 class TaskRewardScale:
     """Per task class, the running variance of the per-step rewards; :meth:`__call__` divides each
     trial's rewards by its class's std (the rewards are not centred), so every class's rewards,
-    returns and advantages are of the same order (cf. the per-environment reward normalisation
-    of the Meta-World paper's RL² runs). Classes are the ``task_ids`` the trainer attaches to
+    returns and advantages are of the same order (cf. garage's per-environment reward
+    normalisation, one environment per task). Classes are the ``task_ids`` the trainer attaches to
     each batch; statistics include the batch being scaled."""
 
     def __init__(self) -> None:
