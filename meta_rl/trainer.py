@@ -142,7 +142,7 @@ class Trainer:
         )
         self.seed = seed
         self.regress_tasks = getattr(algo, "aux_task_coef", 0.0) > 0  # the update needs the trials' task features
-        self.train_classes = list(self.benchmark.class_names("train"))  # batch.task_ids index this list
+        self.class_ids = {c: i for i, c in enumerate(self.benchmark.class_names("train"))}  # batch.task_ids
         self.evaluator, self.eval_tasks = evaluator, dict(eval_tasks or {})
         self.eval_every, self.eval_final = eval_every, eval_final
         self.best_success = -math.inf
@@ -287,7 +287,7 @@ class Trainer:
         batch = self.collector.collect(tasks)
         t1 = time.perf_counter()
         classes = [self.benchmark.task_class(t) for t in tasks]
-        ids = torch.tensor([self.train_classes.index(c) for c in classes], device=batch.rewards.device)
+        ids = torch.tensor([self.class_ids[c] for c in classes], device=batch.rewards.device)
         batch = dataclasses.replace(batch, task_ids=ids)
         if self.regress_tasks:
             features = torch.as_tensor(self.benchmark.task_features(tasks), device=batch.rewards.device)

@@ -92,9 +92,6 @@ class TaskRewardScale:
             scale[cols] = 1.0 / math.sqrt(max(self.moments[g][1], 1e-8))
         return rewards * scale.to(rewards.dtype).to(rewards.device)
 
-    def stds(self) -> dict[int, float]:
-        return {g: math.sqrt(max(v, 1e-8)) for g, (_, v, _) in self.moments.items()}
-
     def state_dict(self) -> dict:
         return {"ids": list(self.moments), "moments": [list(m) for m in self.moments.values()]}
 
