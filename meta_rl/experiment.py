@@ -220,8 +220,8 @@ def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
                                   f"(pick one with checkpoint=NAME)")
         return path, run
     if os.path.isfile(run):
-        d = os.path.dirname(os.path.abspath(run))
-        return run, os.path.dirname(d) if os.path.basename(d) == "checkpoints" else d
+        d = os.path.dirname(os.path.normpath(run)) or "."
+        return run, (os.path.dirname(d) or ".") if os.path.basename(d) == "checkpoints" else d
     raise CheckpointError(f"run={run} is neither a run directory nor a checkpoint file")
 
 
@@ -257,7 +257,9 @@ def evaluate(cfg: DictConfig) -> dict:
     finally:
         evaluator.close()
     tag = os.path.splitext(os.path.basename(path))[0]
-    result.update(checkpoint=os.path.abspath(path), split=split, benchmark=benchmark.name,
+    # paths as the user named the run, the checkpoint relative to it: results.json moves with the run dir
+    result.update(run=os.path.normpath(run_dir), checkpoint=os.path.relpath(path, run_dir), split=split,
+                  benchmark=benchmark.name,
                   iteration=int(state["iteration"]), env_steps=int(state["env_steps"]), seed=cfg.seed)
     out_dir = cfg.output_dir or os.path.join(run_dir, "eval", f"{split}_{tag}")
     paths = write_outputs(result, out_dir, title=f"{benchmark.name} {split} ({tag}, {result['env_steps']:,} steps)",

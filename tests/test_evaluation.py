@@ -201,6 +201,7 @@ def test_evaluate_cli_end_to_end_uses_saved_config(make_cfg, tmp_path):
     result = json.loads((out / "results.json").read_text())
     # the model was rebuilt with the run's hidden=16 (conf/ says 256) and its 10-step episodes
     assert result["num_env_steps"] == 5 * 3 * 10
+    assert result["run"] == str(run) and result["checkpoint"] == os.path.join("checkpoints", "latest.pt")
     assert len(result["per_class"]) == 5 and len(result["overall"]["curve_success"]) == 3
     assert "drawer-open" in (out / "results.md").read_text()
     for png in ("adaptation_curve.png", "success_by_class.png"):
