@@ -210,6 +210,7 @@ def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
     """``(checkpoint path, run dir)`` from a run directory (+ "latest"/"best"/a file name) or a file path."""
     from meta_rl.checkpoint import CheckpointError
 
+    run = os.path.normpath(run)
     if os.path.isdir(run):
         name = which if which.endswith(".pt") else f"{which}.pt"
         path = os.path.join(run, "checkpoints", name)
@@ -220,7 +221,7 @@ def resolve_checkpoint(run: str, which: str) -> tuple[str, str]:
                                   f"(pick one with checkpoint=NAME)")
         return path, run
     if os.path.isfile(run):
-        d = os.path.dirname(os.path.normpath(run)) or "."
+        d = os.path.dirname(run) or "."
         return run, (os.path.dirname(d) or ".") if os.path.basename(d) == "checkpoints" else d
     raise CheckpointError(f"run={run} is neither a run directory nor a checkpoint file")
 
@@ -258,7 +259,7 @@ def evaluate(cfg: DictConfig) -> dict:
         evaluator.close()
     tag = os.path.splitext(os.path.basename(path))[0]
     # paths as the user named the run, the checkpoint relative to it: results.json moves with the run dir
-    result.update(run=os.path.normpath(run_dir), checkpoint=os.path.relpath(path, run_dir), split=split,
+    result.update(run=run_dir, checkpoint=os.path.relpath(path, run_dir), split=split,
                   benchmark=benchmark.name,
                   iteration=int(state["iteration"]), env_steps=int(state["env_steps"]), seed=cfg.seed)
     out_dir = cfg.output_dir or os.path.join(run_dir, "eval", f"{split}_{tag}")

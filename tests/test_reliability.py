@@ -358,3 +358,19 @@ def test_runs_saved_before_an_option_existed_continue(make_cfg, tmp_path):
         "start a new run for a different config")
     with pytest.raises(ConfigError, match="holds a checkpoint of another config"):
         train(make_cfg(*args, "total_env_steps=2000", "model.state_dependent_std=true", run_dir=str(run)))
+
+
+def test_checkpoint_paths_stay_as_the_user_named_them(tmp_path, monkeypatch):
+    from meta_rl.experiment import resolve_checkpoint
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "latest.pt").write_bytes(b"")
+    (tmp_path / "run" / "model.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    latest = os.path.join("run", "checkpoints", "latest.pt")
+    assert resolve_checkpoint("run/", "latest") == (latest, "run")
+    assert resolve_checkpoint("run/checkpoints/latest.pt", "best") == (latest, "run")
+    assert resolve_checkpoint("run/model.pt", "latest") == (os.path.join("run", "model.pt"), "run")
+    monkeypatch.chdir(tmp_path / "run")
+    assert resolve_checkpoint("checkpoints/latest.pt", "latest") == (os.path.join("checkpoints", "latest.pt"), ".")
+    assert resolve_checkpoint("model.pt", "latest") == ("model.pt", ".")
