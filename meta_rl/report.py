@@ -226,12 +226,14 @@ def markdown(groups: Sequence[Group], root: str) -> str:
 
 
 def to_json(groups: Sequence[Group], root: str) -> dict[str, Any]:
+    """``root`` as the user named it and each run's path relative to it: no machine paths."""
     return {
-        "root": os.path.abspath(root),
+        "root": os.path.normpath(root),
         "groups": [{
             "name": g.name,
             "overrides": g.overrides,
-            "runs": [{"path": j.path, "seed": j.seed, "overrides": j.overrides} for j in g.jobs],
+            "runs": [{"path": os.path.relpath(j.path, root), "seed": j.seed, "overrides": j.overrides}
+                     for j in g.jobs],
             "final": {m: s.to_json() for m, s in g.final.items()},
             "curves": g.curves,
         } for g in groups],

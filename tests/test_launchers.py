@@ -156,6 +156,11 @@ def test_report_on_synthetic_sweep(tmp_path, capsys):
     assert curve["mean"] == [pytest.approx(0.0), pytest.approx(0.4)]
     assert curve["ci_high"][1] == pytest.approx(0.4 + hw)
     assert sorted(r["seed"] for r in g["runs"]) == [0, 1, 2]
+    # no machine paths: root as named, runs relative to it
+    assert data["root"] == str(tmp_path / "sweep")
+    assert sorted(r["path"] for r in g["runs"]) == sorted(
+        os.path.relpath(d, tmp_path / "sweep") for d, _, f in os.walk(tmp_path / "sweep") if "metrics.csv" in f)
+    assert all(not os.path.isabs(r["path"]) and not r["path"].startswith("..") for r in g["runs"])
 
     md = (out / "report.md").read_text()
     assert "3 run(s), seeds 0, 1, 2" in md and "| eval/test/success | 3 | 0.100 |" in md
