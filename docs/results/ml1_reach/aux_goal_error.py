@@ -37,8 +37,9 @@ def main() -> None:
     if args.no_reward:
         model.mask_inputs([reward_index(bench.observation_space, bench.action_space)])
     tasks = bench.all_tasks(args.split)[:n]
-    col = TrialCollector(bench.make_env(n), model, bench.observation_space.shape[0], bench.action_space, bench.episode_length,
-                         bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(0))
+    col = TrialCollector(bench.make_env(n), model, bench.observation_space.shape[0], bench.action_space,
+                         bench.episode_length, bench.episodes_per_trial, bench.reward_scale,
+                         generator=torch.Generator().manual_seed(0))
     batch = col.collect(tasks)
     target = torch.as_tensor(bench.task_features(tasks))
     with torch.no_grad():

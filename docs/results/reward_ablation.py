@@ -1,6 +1,6 @@
 """Does an RL² policy use the rewards of its trial? The protocol with the reward input removed.
 
-    PYTHONPATH=. python docs/results/ml1_push/reward_ablation.py runs/<run>/checkpoints/latest.pt [N] [--classes C ...]
+    PYTHONPATH=. python docs/results/reward_ablation.py <checkpoint> [N] [--classes C ...]
 
 Written for ML1 push (the goal is not in the observation: RL² can only find a held-out goal
 through the rewards its GRU is fed) and used on ML10 too. This runs the meta-test protocol (10
@@ -35,7 +35,8 @@ def main() -> None:
     tasks = [t for t in evaluation_tasks(bench, "test", args.n)
              if args.classes is None or bench.task_class(t) in args.classes]
     reward_dim = reward_index(bench.observation_space, bench.action_space)
-    print(f"{args.checkpoint}: {state['env_steps']:,} env steps, {len(tasks)} test goals; reward input dim {reward_dim}")
+    print(f"{args.checkpoint}: {state['env_steps']:,} env steps, {len(tasks)} test goals; "
+          f"reward input dim {reward_dim}")
     for name, drop_reward in (("as trained", False), ("reward input at its mean", True)):
         if drop_reward:
             model.mask_inputs([reward_dim])
@@ -44,12 +45,12 @@ def main() -> None:
             result = evaluator.evaluate(tasks, seed=0)
         finally:
             evaluator.close()
-        rows = [("", result["overall"])]
+        rows = [(name, result["overall"])]
         if len(result["per_class"]) > 1:
             rows += [(f"  {c}", r) for c, r in result["per_class"].items()]
         for label, r in rows:
             curve = " ".join(f"{s:.2f}" for s in r["curve_success"])
-            print(f"{label or name:<26} protocol {r['success']:.3f} | success by episode 1..13: {curve}", flush=True)
+            print(f"{label:<26} protocol {r['success']:.3f} | success by episode 1..13: {curve}", flush=True)
 
 
 if __name__ == "__main__":
