@@ -23,13 +23,15 @@ Usage (``key=value`` arguments, in any order)::
 
 Arguments:
     rows=a,b,...      rows to run (default: all of ROWS except the k=2 check row and the
-                      ``*_aux`` rows of RL² with the task-inference loss).
+                      ``*_aux*`` rows of RL² with the task-inference loss; ``mdp_n25_aux_curriculum``
+                      trains two stages, n=10 then n=25 from its weights).
     seeds=0,1         training seeds (default 0).
     eval_seeds=N      outcome seeds of the evaluation (default 3: 3 x 1000 trials per row).
     tune=0|1          tune the baselines' constants first (default 1, as the paper did).
     out=DIR           output directory (default ``outputs/reproduce/<time>``): ``results.md``,
                       ``results.json`` and one training run dir per row and seed under ``runs/``.
-    train.<key>=v     a Hydra override for every training run (e.g. ``train.total_env_steps=100000``).
+    train.<key>=v     a Hydra override for every training run, both stages of a curriculum row
+                      included (e.g. ``train.total_env_steps=100000``).
     reuse=0|1         evaluate a row's finished run in ``out`` instead of training it again
                       (its recorded training wall time is reported).
 
@@ -70,6 +72,9 @@ class Row:
     rl2_paper: float | None
     target: tuple[str, float] | None  # (paper baseline, its value) that our RL² must reach
     baselines: list[str] = field(default_factory=list)
+    # A first training stage whose final weights start this row's run (``init_weights``):
+    # (its preset, its overrides). The row's train wall and env steps count both stages.
+    pretrain: tuple[str, tuple[str, ...]] | None = None
 
 
 BANDIT_BASELINES = ["random", "gittins", "thompson", "ucb1", "eps_greedy", "greedy"]
@@ -96,10 +101,13 @@ ROWS: dict[str, Row] = {
             "tabular MDP n=10, RL² + task-inference loss", 156.2, ("psrl", 138.1), MDP_BASELINES),
         Row("mdp_n25_aux", "rl2_aux_mdp_n25", "tabular_mdp", {"episodes": 25},
             "tabular MDP n=25, RL² + task-inference loss", 445.7, ("psrl", 408.8), MDP_BASELINES),
+        Row("mdp_n25_aux_curriculum", "rl2_aux_mdp_n25_curriculum", "tabular_mdp", {"episodes": 25},
+            "tabular MDP n=25, RL² + task-inference loss, after 12M steps of n=10", 445.7, ("psrl", 408.8),
+            MDP_BASELINES, pretrain=("rl2_aux_mdp_n10", ("total_env_steps=12000000",))),
     ]
 }
 # The paper's rows: not the k=2 check row nor the variants (name them in rows=... to run them).
-DEFAULT_ROWS = [n for n in ROWS if n != "bandit_k2_n10" and not n.endswith("_aux")]
+DEFAULT_ROWS = [n for n in ROWS if n != "bandit_k2_n10" and "_aux" not in n]
 
 
 def paper_baselines(row: Row) -> dict[str, float]:
@@ -209,6 +217,7 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
     runs = []
     per_trial: list[np.ndarray] = []  # RL²'s totals [eval seed x test task] per training seed
     for seed in seeds:
+        first_steps = 0  # env steps of the first stage (row.pretrain)
         run_dir = os.path.join(out_dir, "runs", row.name, f"seed{seed}")
         cfg = compose_train_config(row.preset, run_dir, seed, overrides)
         done_file = os.path.join(run_dir, "reproduce_train.json")
@@ -216,24 +225,35 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
             with open(done_file) as f:
                 done = json.load(f)
             wall, train_command = done["train_seconds"], done.get("command")
+            first_steps = done.get("pretrain_env_steps", 0)
             print(f"== {row.label}: reusing the finished run {run_dir}", flush=True)
         else:
             if os.path.isdir(os.path.join(run_dir, "checkpoints")):
                 raise SystemExit(f"{run_dir} already holds a run: pass reuse=1 to evaluate it, or another out=")
-            print(f"== {row.label}: training {row.preset} seed {seed} -> {run_dir}", flush=True)
             t0 = time.time()
+            if row.pretrain is not None:
+                preset, stage_overrides = row.pretrain
+                first = run_dir + "_pretrain"
+                if os.path.isdir(os.path.join(first, "checkpoints")):
+                    raise SystemExit(f"{first} already holds a run: pass reuse=1 to evaluate the row, or another out=")
+                print(f"== {row.label}: training the first stage {preset} seed {seed} -> {first}", flush=True)
+                train(compose_train_config(preset, first, seed, [*stage_overrides, *overrides]))
+                first_steps = _env_steps(first)
+                cfg = compose_train_config(row.preset, run_dir, seed,
+                                           [*overrides, f"init_weights={os.path.join(first, 'checkpoints', 'latest.pt')}"])
+            print(f"== {row.label}: training {row.preset} seed {seed} -> {run_dir}", flush=True)
             train(cfg)
             wall = time.time() - t0
             train_command = command
             with open(done_file, "w") as f:
                 json.dump({"train_seconds": wall, "preset": row.preset, "seed": seed, "overrides": list(overrides),
-                           "command": command}, f)
+                           "command": command, "pretrain_env_steps": first_steps}, f)
         t1 = time.time()
         x = evaluate_checkpoint(run_dir, eval_seeds)
         per_trial.append(x)
         x_mode = evaluate_checkpoint(run_dir, eval_seeds, mode=True)
         mean, half = mean_ci(x)
-        state_steps = _env_steps(run_dir)
+        state_steps = _env_steps(run_dir) + first_steps
         runs.append({"seed": seed, "run_dir": run_dir, "train_seconds": round(wall, 1), "train_command": train_command,
                      "env_steps": state_steps, "mean": mean, "ci95": half, "trials": int(x.size),
                      "mean_mode_actions": float(x_mode.mean()), "eval_seconds": round(time.time() - t1, 1)})

@@ -101,7 +101,8 @@ def test_wrong_type_fails_at_compose(make_cfg):
 @pytest.mark.parametrize("preset", options("experiment"))
 def test_experiment_presets_build(make_cfg, preset):
     """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
-    are their base preset plus the task-inference loss, nothing else."""
+    are their base preset plus the task-inference loss, nothing else; the curriculum's second
+    stage is its base preset with fewer steps and a smaller entropy bonus."""
     from omegaconf import OmegaConf
 
     cfg = make_cfg(f"experiment={preset}")
@@ -109,7 +110,14 @@ def test_experiment_presets_build(make_cfg, preset):
     assert cfg.name == preset
     bench = build_benchmark(cfg)
     algo = build_algo(cfg, build_model(cfg, bench), bench)
-    if "_aux_" in preset:
+    if preset.endswith("_curriculum"):
+        ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
+                      for p in (preset, preset.removesuffix("_curriculum")))
+        assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (15_000_000, 0.03)
+        ours.update(name=base["name"], total_env_steps=base["total_env_steps"])
+        ours["algo"]["entropy_coef"] = base["algo"]["entropy_coef"]
+        assert ours == base
+    elif "_aux_" in preset:
         ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
                       for p in (preset, preset.replace("_aux_", "_")))
         assert algo.aux_task_coef > 0 and base["algo"]["aux_task_coef"] == 0

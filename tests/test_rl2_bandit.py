@@ -62,3 +62,43 @@ def test_reproduce_writes_table(tmp_path, capsys):
     saved = json.loads((out / "results.json").read_text())
     assert saved["rows"][0]["rl2"]["mean"] == pytest.approx(row["rl2"]["mean"])
     assert "train wall" in capsys.readouterr().out
+
+
+def test_reproduce_curriculum_row_starts_from_its_first_stage(tmp_path, monkeypatch):
+    """A row with a first stage (mdp_n25_aux_curriculum) trains that stage, starts its own run from the
+    stage's final weights, and counts both stages' env steps; reuse=1 reads the same back."""
+    import dataclasses
+
+    import torch
+
+    import meta_rl.experiment as experiment
+    from meta_rl import checkpoint, reproduce
+
+    seen = []  # each run's weights when its algorithm is built (after init_weights)
+    build_algo = experiment.build_algo
+
+    def recording_build_algo(cfg, model, bench):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return build_algo(cfg, model, bench)
+
+    monkeypatch.setattr(experiment, "build_algo", recording_build_algo)
+    row = dataclasses.replace(reproduce.ROWS["mdp_n25_aux_curriculum"], baselines=["random", "psrl"])
+    assert row.pretrain[0] == "rl2_aux_mdp_n10"
+    overrides = ["total_env_steps=1", "env.meta_batch_size=8", "eval.every=0", "eval.final=false"]
+    seeds = reproduce.evaluation_seeds(1)
+    result = reproduce.run_row(row, [0], seeds, False, str(tmp_path), overrides)
+    first = tmp_path / "runs" / row.name / "seed0_pretrain"
+    second = first.parent / "seed0"
+    stage1 = checkpoint.load(str(first / "checkpoints" / "latest.pt"))
+    stage2 = checkpoint.load(str(second / "checkpoints" / "latest.pt"))
+    assert stage1["config"]["env"]["episodes"] == 10 and stage2["config"]["env"]["episodes"] == 25
+    assert stage2["config"]["init_weights"] == str(first / "checkpoints" / "latest.pt")
+    assert stage2["config"]["algo"]["entropy_coef"] == 0.03
+    assert len(seen) == 2 and all(torch.equal(seen[1][k], v) for k, v in stage1["model"].items())
+    # One iteration of each stage: 8 trials of 100 steps, then 8 of 250.
+    (run,) = result["rl2"]["runs"]
+    assert (stage1["env_steps"], stage2["env_steps"], run["env_steps"]) == (800, 2000, 2800)
+    assert run["trials"] == 1000 and result["target"]["baseline"] == "psrl" and "delta_same_tasks" in result["target"]
+    again = reproduce.run_row(row, [0], seeds, False, str(tmp_path), overrides, reuse=True)
+    assert again["rl2"]["runs"][0]["env_steps"] == 2800
+    assert again["rl2"]["mean"] == result["rl2"]["mean"]
