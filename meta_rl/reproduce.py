@@ -219,7 +219,6 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
     for seed in seeds:
         first_steps = 0  # env steps of the first stage (row.pretrain)
         run_dir = os.path.join(out_dir, "runs", row.name, f"seed{seed}")
-        cfg = compose_train_config(row.preset, run_dir, seed, overrides)
         done_file = os.path.join(run_dir, "reproduce_train.json")
         if reuse and os.path.isfile(done_file):
             with open(done_file) as f:
@@ -231,6 +230,7 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
             if os.path.isdir(os.path.join(run_dir, "checkpoints")):
                 raise SystemExit(f"{run_dir} already holds a run: pass reuse=1 to evaluate it, or another out=")
             t0 = time.time()
+            start = []  # init_weights of the row's run: the first stage's final checkpoint
             if row.pretrain is not None:
                 preset, stage_overrides = row.pretrain
                 first = run_dir + "_pretrain"
@@ -239,10 +239,9 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
                 print(f"== {row.label}: training the first stage {preset} seed {seed} -> {first}", flush=True)
                 train(compose_train_config(preset, first, seed, [*stage_overrides, *overrides]))
                 first_steps = _env_steps(first)
-                cfg = compose_train_config(row.preset, run_dir, seed,
-                                           [*overrides, f"init_weights={os.path.join(first, 'checkpoints', 'latest.pt')}"])
+                start = [f"init_weights={os.path.join(first, 'checkpoints', 'latest.pt')}"]
             print(f"== {row.label}: training {row.preset} seed {seed} -> {run_dir}", flush=True)
-            train(cfg)
+            train(compose_train_config(row.preset, run_dir, seed, [*overrides, *start]))
             wall = time.time() - t0
             train_command = command
             with open(done_file, "w") as f:
