@@ -187,6 +187,32 @@ def test_masking_a_built_model_adds_to_its_mask_and_matches_the_config_option(ma
         later.mask_inputs([both.gru.input_size])
 
 
+def test_borrowed_inputs_come_from_the_next_sequence_of_the_batch(make_cfg):
+    """borrow_inputs (the other-goal reward control in docs/results/reward_ablation.py): each
+    sequence reads the chosen dims from the next one in the batch, cyclically, and everything
+    else from itself; it survives the deepcopy that sends a policy to env workers."""
+    import copy
+
+    from meta_rl.experiment import build_benchmark, build_model
+
+    bench = build_benchmark(make_cfg("env=tabular_mdp", "model.hidden=8"))
+    model = build_model(make_cfg("env=tabular_mdp", "model.hidden=8"), bench)
+    D = model.gru.input_size
+    x, h0 = torch.randn(5, 3, D), model.initial_state(3)
+    manual = x.clone()
+    manual[..., [2, D - 2]] = x[:, [1, 2, 0]][..., [2, D - 2]]
+    expected = model(manual, h0)
+    assert not torch.equal(expected[1], model(x, h0)[1])
+    model.borrow_inputs([D - 2, 2])
+    for m in (model, copy.deepcopy(model)):
+        torch.testing.assert_close(m(x, h0), expected, rtol=0, atol=0)
+    assert "input_borrowed" not in model.state_dict()
+    model.borrow_inputs([])
+    torch.testing.assert_close(model(manual, h0), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="outside the"):
+        model.borrow_inputs([D])
+
+
 def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
     """Replaying the stored inputs through the GRU with one continuous state reproduces the
     rollout's values: the state was carried over episode ends. The stored chunk-start states

@@ -95,6 +95,7 @@ class GRUActorCritic(nn.Module):
         nn.init.zeros_(self.value.bias)
         # Not persistent: the mask comes from the config, so checkpoints from before it load unchanged.
         self.register_buffer("input_keep", None, persistent=False)
+        self.register_buffer("input_borrowed", None, persistent=False)
         self.mask_inputs(masked_inputs)
         self.normalize_inputs = normalize_inputs
         self.input_clip = float(input_clip)
@@ -175,10 +176,27 @@ class GRUActorCritic(nn.Module):
         keep[dims] = 0.0
         self.input_keep = keep
 
+    def borrow_inputs(self, dims) -> None:
+        """From now on, read these input dims of each sequence from the next sequence in the
+        batch (row ``b`` takes row ``b + 1``'s, the last row the first's), before any
+        standardisation or mask. An ablation of a trained model that keeps an input's
+        distribution but cuts its link to the sequence's own task: with envs of one task class
+        stepped in lockstep, the previous reward becomes that of another goal of the class at
+        the same step (``docs/results/reward_ablation.py``). Like the mask, not saved."""
+        n = self.gru.input_size
+        dims = sorted({int(i) for i in dims})
+        if dims and not 0 <= dims[0] <= dims[-1] < n:
+            raise ValueError(f"borrowed inputs {dims} outside the {n} input dims (0-{n - 1})")
+        flags = torch.zeros(n, dtype=torch.bool, device=self.policy.weight.device)
+        flags[dims] = True
+        self.input_borrowed = flags if dims else None
+
     def encode(
         self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The GRU states ``[T, B, H]`` the heads read, and ``h_T``; arguments as :meth:`forward`."""
+        if self.input_borrowed is not None:
+            x = torch.where(self.input_borrowed, x.roll(-1, dims=1), x)
         if self.normalize_inputs:
             x = ((x - self.input_shift) * self.input_scale).clamp(-self.input_clip, self.input_clip)
         if self.input_keep is not None:
