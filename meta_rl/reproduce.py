@@ -228,16 +228,27 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
             print(f"== {row.label}: reusing the finished run {run_dir}", flush=True)
         else:
             if os.path.isdir(os.path.join(run_dir, "checkpoints")):
-                raise SystemExit(f"{run_dir} already holds a run: pass reuse=1 to evaluate it, or another out=")
+                hint = ("it did not finish (no reproduce_train.json): remove it to train it again, or pass another out="
+                        if reuse else "pass reuse=1 to evaluate it, or another out=")
+                raise SystemExit(f"{run_dir} already holds a run: {hint}")
             t0 = time.time()
             start = []  # init_weights of the row's run: the first stage's final checkpoint
             if row.pretrain is not None:
                 preset, stage_overrides = row.pretrain
                 first = run_dir + "_pretrain"
-                if os.path.isdir(os.path.join(first, "checkpoints")):
-                    raise SystemExit(f"{first} already holds a run: pass reuse=1 to evaluate the row, or another out=")
-                print(f"== {row.label}: training the first stage {preset} seed {seed} -> {first}", flush=True)
-                train(compose_train_config(preset, first, seed, [*stage_overrides, *overrides]))
+                first_done = os.path.join(first, "reproduce_train.json")
+                if reuse and os.path.isfile(first_done):  # the second stage of an earlier call did not finish
+                    with open(first_done) as f:
+                        t0 -= json.load(f)["train_seconds"]
+                    print(f"== {row.label}: reusing the finished first stage {first}", flush=True)
+                elif os.path.isdir(os.path.join(first, "checkpoints")):
+                    raise SystemExit(f"{first} already holds a run: pass reuse=1 to reuse it if it finished, "
+                                     "or another out=")
+                else:
+                    print(f"== {row.label}: training the first stage {preset} seed {seed} -> {first}", flush=True)
+                    train(compose_train_config(preset, first, seed, [*stage_overrides, *overrides]))
+                    with open(first_done, "w") as f:
+                        json.dump({"train_seconds": time.time() - t0, "preset": preset, "seed": seed}, f)
                 first_steps = _env_steps(first)
                 start = [f"init_weights={os.path.join(first, 'checkpoints', 'latest.pt')}"]
             print(f"== {row.label}: training {row.preset} seed {seed} -> {run_dir}", flush=True)

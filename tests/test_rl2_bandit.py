@@ -11,6 +11,7 @@ it sees (≈ 5.0) or that only learned a fixed arm preference (≈ 5.0) cannot p
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,3 +103,15 @@ def test_reproduce_curriculum_row_starts_from_its_first_stage(tmp_path, monkeypa
     again = reproduce.run_row(row, [0], seeds, False, str(tmp_path), overrides, reuse=True)
     assert again["rl2"]["runs"][0]["env_steps"] == 2800
     assert again["rl2"]["mean"] == result["rl2"]["mean"]
+    # The second stage did not finish (no reproduce_train.json): reuse=1 refuses until it is removed,
+    # then trains it again from the finished first stage, which it does not retrain.
+    (second / "reproduce_train.json").unlink()
+    with pytest.raises(SystemExit, match="did not finish"):
+        reproduce.run_row(row, [0], seeds, False, str(tmp_path), overrides, reuse=True)
+    shutil.rmtree(second)
+    first_written = (first / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    third = reproduce.run_row(row, [0], seeds, False, str(tmp_path), overrides, reuse=True)
+    assert len(seen) == 3 and all(torch.equal(seen[2][k], v) for k, v in stage1["model"].items())
+    assert (first / "checkpoints" / "latest.pt").stat().st_mtime_ns == first_written
+    assert third["rl2"]["runs"][0]["env_steps"] == 2800
+    assert third["rl2"]["runs"][0]["train_seconds"] >= json.loads((first / "reproduce_train.json").read_text())["train_seconds"]
