@@ -233,7 +233,7 @@ def load_agent(path: str, device: str = "cpu", in_process: bool = False):
     state = checkpoint.load(path, map_location=device)
     saved = OmegaConf.create(state["config"])
     saved.device = device
-    if in_process:
+    if in_process and "num_workers" in saved.env:  # bandits and tabular MDPs always step in-process
         saved.env.num_workers = 0
     benchmark = build_benchmark(saved)
     model = build_model(saved, benchmark)

@@ -115,3 +115,21 @@ def test_reproduce_curriculum_row_starts_from_its_first_stage(tmp_path, monkeypa
     assert (first / "checkpoints" / "latest.pt").stat().st_mtime_ns == first_written
     assert third["rl2"]["runs"][0]["env_steps"] == 2800
     assert third["rl2"]["runs"][0]["train_seconds"] >= json.loads((first / "reproduce_train.json").read_text())["train_seconds"]
+
+
+def test_load_agent_rebuilds_a_bandit_run_in_process(make_cfg, tmp_path):
+    """load_agent(in_process=True), which the analysis scripts use, also loads runs whose
+    benchmark has no env workers (bandits step in-process anyway)."""
+    import torch
+
+    from meta_rl import checkpoint
+    from meta_rl.experiment import load_agent
+
+    train(make_cfg("experiment=rl2_bandit_k2_n10", "total_env_steps=2500", "eval.every=0", "eval.final=false",
+                   run_dir=str(tmp_path)))
+    path = str(tmp_path / "checkpoints" / "latest.pt")
+    saved = checkpoint.load(path)
+    for in_process in (False, True):
+        bench, model, state = load_agent(path, in_process=in_process)
+        assert isinstance(bench, BernoulliBandit) and state["env_steps"] == saved["env_steps"]
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in saved["model"].items())
