@@ -119,9 +119,10 @@ def env_stepping_rate(num_envs: int, steps: int, episode_length: int, seed: int 
     return rate
 
 
-def gru_flops_per_sample(input_dim: int, hidden: int, action_dim: int) -> float:
-    """Multiply-adds ×2 of one GRU step + heads, forward; backward counted as 2× forward."""
-    fwd = 2 * 3 * (input_dim * hidden + hidden * hidden) + 2 * hidden * (action_dim + 1)
+def gru_flops_per_sample(input_dim: int, hidden: int, action_dim: int, gates: int = 3) -> float:
+    """Multiply-adds ×2 of one recurrent step (3 gate blocks for a GRU, 4 for an LSTM) + heads,
+    forward; backward counted as 2× forward."""
+    fwd = 2 * gates * (input_dim * hidden + hidden * hidden) + 2 * hidden * (action_dim + 1)
     return 3.0 * fwd
 
 
@@ -134,7 +135,7 @@ def bare_forward_backward(model, seq_len: int, batch: int, input_dim: int, repea
     """(f) seconds per sample of a bare forward+backward of ``model`` on [seq_len, batch, input_dim]."""
     device = model.value.weight.device
     x = torch.randn(seq_len, batch, input_dim, device=device)
-    h0 = torch.zeros(1, batch, model.hidden, device=device)
+    h0 = model.initial_state(batch)
     for i in range(repeats + 1):
         if i == 1:
             _sync(device)
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     mb = max(1, n_seq // algo.num_minibatches)
     input_dim = model.gru.input_size
     bare = bare_forward_backward(model, chunk, mb, input_dim, repeats=2 if args.quick else 3)
-    flops = gru_flops_per_sample(input_dim, model.hidden, model.action_dim)
+    flops = gru_flops_per_sample(input_dim, model.hidden, model.action_dim, gates=4 if model.lstm else 3)
 
     worker_peak = max(_workers_peak_mb(trainer.env), _workers_peak_mb(evaluator.env))
     evaluator.close()

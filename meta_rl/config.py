@@ -119,10 +119,14 @@ class TabularMDPEnvConfig:
 # ------------------------------------------------------------------------- model
 
 
+CELLS = ("gru", "lstm")  # meta_rl.models.gru.CELLS
+
+
 @dataclass
 class GRUModelConfig:
     _target_: str = "meta_rl.models.GRUActorCritic"
     hidden: int = 256
+    cell: str = "gru"  # gru (RL² paper) | lstm
     init_log_std: float = 0.0
     min_log_std: float = -5.0
     max_log_std: Optional[float] = None  # upper bound on the log std (null: none)
@@ -137,6 +141,8 @@ class GRUModelConfig:
 
     def __post_init__(self) -> None:
         _positive("model", hidden=self.hidden, input_clip=self.input_clip)
+        if self.cell not in CELLS:
+            raise ConfigError(f"model.cell={self.cell} is unknown; valid: {', '.join(CELLS)}")
         if self.max_log_std is not None and self.max_log_std <= self.min_log_std:
             raise ConfigError(f"model.max_log_std={self.max_log_std} must be above model.min_log_std="
                               f"{self.min_log_std}; raise it, or null for no upper bound")

@@ -28,7 +28,7 @@ class TrialBatch:
     rewards [T, B]               raw env rewards
     successes [T, B] bool        per-step success signal
     episode_end [T] bool         True at the last step of each episode
-    hidden [C, B, H]             hidden state before the first step of each chunk
+    hidden [C, B, S]             recurrent state before the first step of each chunk
     task_features [B, F] or None  the trials' task features (set by the trainer when the
                                   algorithm regresses them, ``algo.aux_task_coef``)
     task_ids [B] int64 or None    each trial's task class (index into the benchmark's training
@@ -143,7 +143,7 @@ class TrialCollector:
             rewards=torch.zeros(T, B),
             successes=torch.zeros(T, B, dtype=torch.bool),
             episode_end=torch.zeros(T, dtype=torch.bool),
-            hidden=torch.zeros(T // self.chunk, B, model.hidden),
+            hidden=torch.zeros(T // self.chunk, B, model.state_size),
             chunk_length=self.chunk,
             episodes_per_trial=self.E,
         )

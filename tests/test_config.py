@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from meta_rl.config import ConfigError, validate
@@ -62,6 +63,30 @@ def test_command_line_overrides_reach_objects(make_cfg):
     assert build_algo(cfg, net, bench).optimizer.param_groups[0]["lr"] == 0.001
 
 
+def test_lstm_cell_option_builds_an_lstm_that_trains_and_checkpoints(make_cfg, tmp_path):
+    """model.cell=lstm: the trunk is an LSTM (its state twice the hidden size), a run trains with it,
+    and load_agent rebuilds it from the checkpoint's config."""
+    from meta_rl import checkpoint
+    from meta_rl.config import CELLS
+    from meta_rl.experiment import load_agent, train
+    from meta_rl.models.gru import CELLS as MODEL_CELLS
+
+    assert set(CELLS) == set(MODEL_CELLS)
+    cfg = make_cfg("env=tabular_mdp", "model.hidden=8", "model.cell=lstm", "total_env_steps=2000",
+                   "env.meta_batch_size=2", "eval.every=0", "eval.final=false", run_dir=str(tmp_path))
+    net = build_model(cfg, build_benchmark(cfg))
+    assert isinstance(net.gru, torch.nn.LSTM) and net.state_size == 16 and net.initial_state(3).shape == (1, 3, 16)
+    train(cfg)
+    path = str(tmp_path / "checkpoints" / "latest.pt")
+    saved = checkpoint.load(path)
+    assert saved["config"]["model"]["cell"] == "lstm" and saved["env_steps"] == 2000
+    _, model, _ = load_agent(path)
+    assert isinstance(model.gru, torch.nn.LSTM)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved["model"].items())
+    default = make_cfg("env=tabular_mdp", "model.hidden=8")
+    assert default.model.cell == "gru" and isinstance(build_model(default, build_benchmark(default)).gru, torch.nn.GRU)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -77,6 +102,7 @@ def test_command_line_overrides_reach_objects(make_cfg):
         ("algo.reward_norm=trial", "algo.reward_norm=trial is unknown; valid: none, task"),
         ("total_env_steps=0", "total_env_steps=0 must be > 0"),
         ("model.max_log_std=-6", "model.max_log_std=-6.0 must be above model.min_log_std=-5.0"),
+        ("model.cell=rnn", "model.cell=rnn is unknown; valid: gru, lstm"),
         ("device=tpu", "device=tpu is unknown"),
     ],
 )

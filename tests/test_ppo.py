@@ -31,10 +31,11 @@ def test_chunks_keep_time_order():
     assert c[:, 2].tolist() == [6, 8, 10] and c[:, 3].tolist() == [7, 9, 11]
 
 
-def _batch(seed=0):
+def _batch(seed=0, cell="gru"):
     bench = ScriptedBenchmark(episode_length=5, episodes_per_trial=2, meta_batch_size=4)
     torch.manual_seed(seed)
-    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=16)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=16,
+                           cell=cell)
     col = TrialCollector(bench.make_env(4), model, 3, bench.action_space, 5, 2, bench.reward_scale,
                          chunk_length=5, generator=torch.Generator().manual_seed(seed))
     return model, col.collect([0, 1, 2, 3])
@@ -52,9 +53,9 @@ def _surrogate(model, batch, algo):
         return clip_objective(logratio, adv, algo.clip)[0].item()
 
 
-@pytest.mark.parametrize("cls", [PPOClip, PPOPenalty])
-def test_update_lowers_surrogate_loss(cls):
-    model, batch = _batch()
+@pytest.mark.parametrize("cls,cell", [(PPOClip, "gru"), (PPOPenalty, "gru"), (PPOClip, "lstm")])
+def test_update_lowers_surrogate_loss(cls, cell):
+    model, batch = _batch(cell=cell)
     algo = cls(model, lr=3e-3, epochs=4, num_minibatches=2, chunk_length=5, value_coef=0.0)
     before = _surrogate(model, batch, algo)
     assert before == pytest.approx(0.0, abs=1e-5)  # ratio 1, normalised advantages

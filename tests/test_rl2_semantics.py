@@ -12,10 +12,10 @@ from meta_rl.rl2 import RL2Inputs, input_dim, normalized_dims, reward_index
 from meta_rl.rollout import TrialCollector
 
 
-def _collector(bench, hidden=8, seed=0):
+def _collector(bench, hidden=8, seed=0, cell="gru"):
     torch.manual_seed(seed)
     model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=hidden,
-                           init_log_std=0.5)
+                           init_log_std=0.5, cell=cell)
     env = bench.make_env(bench.meta_batch_size)
     col = TrialCollector(env, model, 3, bench.action_space, bench.episode_length, bench.episodes_per_trial,
                          bench.reward_scale, chunk_length=bench.episode_length,
@@ -213,12 +213,14 @@ def test_borrowed_inputs_come_from_the_next_sequence_of_the_batch(make_cfg):
         model.borrow_inputs([D])
 
 
-def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
-    """Replaying the stored inputs through the GRU with one continuous state reproduces the
-    rollout's values: the state was carried over episode ends. The stored chunk-start states
-    equal the replayed ones, and the first is the initial state (trial start)."""
-    model, _, col = _collector(scripted)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted, cell):
+    """Replaying the stored inputs through the GRU (or LSTM) with one continuous state reproduces
+    the rollout's values: the state was carried over episode ends. The stored chunk-start states
+    (an LSTM's output and cell state) equal the replayed ones, and the first is the initial state."""
+    model, _, col = _collector(scripted, cell=cell)
     batch = col.collect([0, 1])
+    assert batch.hidden.shape[-1] == model.state_size == (16 if cell == "lstm" else 8)
     with torch.no_grad():
         _, values, _ = model(batch.inputs, model.initial_state(2))
         np.testing.assert_allclose(values.numpy(), batch.values.numpy(), rtol=1e-5, atol=1e-6)
@@ -228,7 +230,7 @@ def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
         np.testing.assert_allclose(batch.hidden[1].numpy(), h_after_ep1[0].numpy(), rtol=1e-5, atol=1e-6)
         assert h_after_ep1.abs().sum() > 0  # and it is not the initial state
     # a second trial of the same collector starts again from the initial state
-    _, _, col2 = _collector(scripted)
+    _, _, col2 = _collector(scripted, cell=cell)
     col2.collect([0, 1])
     batch2 = col2.collect([0, 1])  # second trial of col2 (different action noise)
     assert torch.equal(batch2.hidden[0], torch.zeros_like(batch2.hidden[0]))
@@ -237,16 +239,17 @@ def test_hidden_state_kept_across_episodes_and_reset_at_trial_start(scripted):
     np.testing.assert_allclose(v2.numpy(), batch2.values.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_batched_gru_equals_step_by_step_with_trial_resets():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_batched_gru_equals_step_by_step_with_trial_resets(cell):
     torch.manual_seed(0)
     T, B, D = 12, 3, 5
-    model = GRUActorCritic(D, gym.spaces.Box(-1, 1, (2,)), hidden=16)
+    model = GRUActorCritic(D, gym.spaces.Box(-1, 1, (2,)), hidden=16, cell=cell)
     x = torch.randn(T, B, D)
     trial_start = torch.zeros(T, B, dtype=torch.bool)
     trial_start[0] = True
     trial_start[5, 1] = True  # env 1 starts a new trial at t=5
     trial_start[9, :] = True  # all envs at t=9
-    h0 = torch.randn(1, B, 16)  # ignored where trial_start[0]
+    h0 = torch.randn(1, B, model.state_size)  # ignored where trial_start[0]
     with torch.no_grad():
         out, value, hT = model(x, h0, trial_start)
         h = h0.clone()
@@ -261,7 +264,7 @@ def test_batched_gru_equals_step_by_step_with_trial_resets():
     torch.testing.assert_close(hT, h, rtol=1e-5, atol=1e-6)
     # without the resets the result differs (the reset really happened)
     with torch.no_grad():
-        out_nr, _, _ = model(x, torch.zeros(1, B, 16))
+        out_nr, _, _ = model(x, model.initial_state(B))
     assert not torch.allclose(out_nr[5:, 1], out[5:, 1])
 
 

@@ -1,6 +1,7 @@
-"""The RL² recurrent actor-critic: a GRU over RL² inputs with policy and value heads.
+"""The RL² recurrent actor-critic: a GRU (or LSTM) over RL² inputs with policy and value heads.
 
 Shapes: T = time, B = batch (envs or sequences), D = input dim, H = hidden size,
+S = recurrent state size (H for a GRU, 2H for an LSTM: its output and cell state),
 A = action dim (or number of discrete actions).
 """
 
@@ -17,15 +18,23 @@ from meta_rl.stats import merge_moments
 
 # State-dict prefix of the training-only task head (``task_dim``): what acting never needs.
 TASK_HEAD = "task_head."
+# Recurrent cells: the RL² paper's GRU, or an LSTM, whose additive cell state can count
+# (a GRU's state is a gated average of its past, which saturates on long counts).
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class GRUActorCritic(nn.Module):
-    """Shared GRU trunk; Gaussian (Box) or categorical (Discrete) policy head; value head.
+    """Shared recurrent trunk; Gaussian (Box) or categorical (Discrete) policy head; value head.
+
+    The trunk is the module ``gru`` whatever its cell (the name keeps checkpoints' keys). Its
+    state is one tensor ``[1, B, S]`` everywhere outside this class (:meth:`initial_state`,
+    rollouts' stored chunk states); an LSTM's is its output and cell state concatenated.
 
     Args:
         input_dim: RL² input size (see ``meta_rl.rl2.input_dim``).
         action_space: the benchmark's action space.
-        hidden: GRU hidden size.
+        hidden: hidden size of the recurrent cell.
+        cell: ``"gru"`` (the RL² paper's) or ``"lstm"``.
         init_log_std: initial log standard deviation of the Gaussian policy.
         min_log_std: lower bound on the log std, so exploration never collapses to zero.
         max_log_std: upper bound on the log std (None: none). With ``init_weights`` it starts a
@@ -60,6 +69,7 @@ class GRUActorCritic(nn.Module):
         input_dim: int,
         action_space: gym.spaces.Space,
         hidden: int = 256,
+        cell: str = "gru",
         init_log_std: float = 0.0,
         min_log_std: float = -5.0,
         max_log_std: float | None = None,
@@ -78,10 +88,14 @@ class GRUActorCritic(nn.Module):
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.action_dim = int(action_space.n) if self.discrete else int(action_space.shape[0])
         self.hidden = hidden
+        if cell not in CELLS:
+            raise ValueError(f"model.cell={cell!r} is not a recurrent cell; use one of {', '.join(CELLS)}")
+        self.lstm = cell == "lstm"
+        self.state_size = 2 * hidden if self.lstm else hidden
         self.min_log_std = min_log_std
         self.max_log_std = max_log_std
         self.state_std = bool(state_dependent_std) and not self.discrete
-        self.gru = nn.GRU(input_dim, hidden)
+        self.gru = CELLS[cell](input_dim, hidden)
         self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
         self.value = nn.Linear(hidden, 1)
         self.task_head = nn.Linear(hidden, task_dim) if task_dim > 0 else None
@@ -136,8 +150,8 @@ class GRUActorCritic(nn.Module):
         self.input_scale.copy_(torch.where(self.input_mask, scale, 1.0).float())
 
     def initial_state(self, batch: int) -> torch.Tensor:
-        """Hidden state at the start of a trial: zeros ``[1, B, H]``."""
-        return torch.zeros(1, batch, self.hidden, device=self.value.weight.device)
+        """Recurrent state at the start of a trial: zeros ``[1, B, S]``."""
+        return torch.zeros(1, batch, self.state_size, device=self.value.weight.device)
 
     def forward(
         self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
@@ -146,19 +160,19 @@ class GRUActorCritic(nn.Module):
 
         Args:
             x: inputs ``[T, B, D]``.
-            h0: hidden state before ``x[0]``, ``[1, B, H]``.
+            h0: recurrent state before ``x[0]``, ``[1, B, S]``.
             trial_start: optional bool ``[T, B]``; where True the hidden state is reset to the
                 initial state *before* that step (a new trial starts). Episode ends inside a
                 trial never reset the state.
 
         Returns:
-            ``(policy_out [T, B, A], value [T, B], h_T [1, B, H])``.
+            ``(policy_out [T, B, A], value [T, B], h_T [1, B, S])``.
         """
         out, h = self.encode(x, h0, trial_start)
         return (*self.heads(out), h)
 
     def heads(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(policy_out, value)`` of GRU states ``out`` from :meth:`encode`."""
+        """``(policy_out, value)`` of the trunk's outputs ``out`` from :meth:`encode`."""
         return self.policy(out), self.value(out).squeeze(-1)
 
     def mask_inputs(self, dims) -> None:
@@ -194,7 +208,7 @@ class GRUActorCritic(nn.Module):
     def encode(
         self, x: torch.Tensor, h0: torch.Tensor, trial_start: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The GRU states ``[T, B, H]`` the heads read, and ``h_T``; arguments as :meth:`forward`."""
+        """The trunk's outputs ``[T, B, H]`` the heads read, and its state ``h_T``; arguments as :meth:`forward`."""
         if self.input_borrowed is not None:
             x = torch.where(self.input_borrowed, x.roll(-1, dims=1), x)
         if self.normalize_inputs:
@@ -204,17 +218,24 @@ class GRUActorCritic(nn.Module):
         if trial_start is None or not bool(trial_start[1:].any()):
             if trial_start is not None:
                 h0 = h0 * (~trial_start[0]).to(h0.dtype).view(1, -1, 1)
-            out, h = self.gru(x, h0)
+            out, h = self._run(x, h0)
         else:
             # Split at the time steps where any sequence starts a new trial.
             outs, h = [], h0
             cuts = [0] + [t for t in range(1, x.shape[0]) if bool(trial_start[t].any())] + [x.shape[0]]
             for a, b in zip(cuts[:-1], cuts[1:]):
                 h = h * (~trial_start[a]).to(h.dtype).view(1, -1, 1)
-                o, h = self.gru(x[a:b], h)
+                o, h = self._run(x[a:b], h)
                 outs.append(o)
             out = torch.cat(outs)
         return out, h
+
+    def _run(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.lstm:
+            return self.gru(x, state)
+        h, c = state.chunk(2, -1)
+        out, (h, c) = self.gru(x, (h.contiguous(), c.contiguous()))
+        return out, torch.cat((h, c), -1)
 
     def mean_std(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gaussian's mean ``[..., A]`` and std (``[..., A]``, or ``[A]`` for a parameter std)."""
