@@ -76,6 +76,8 @@ def test_lstm_cell_option_builds_an_lstm_that_trains_and_checkpoints(make_cfg, t
                    "env.meta_batch_size=2", "eval.every=0", "eval.final=false", run_dir=str(tmp_path))
     net = build_model(cfg, build_benchmark(cfg))
     assert isinstance(net.gru, torch.nn.LSTM) and net.state_size == 16 and net.initial_state(3).shape == (1, 3, 16)
+    forget = net.gru.bias_ih_l0[8:16] + net.gru.bias_hh_l0[8:16]  # gates i, f, g, o
+    assert torch.equal(forget, torch.ones(8)) and not torch.equal(net.gru.bias_ih_l0[:8], torch.ones(8))
     train(cfg)
     path = str(tmp_path / "checkpoints" / "latest.pt")
     saved = checkpoint.load(path)

@@ -34,7 +34,7 @@ class GRUActorCritic(nn.Module):
         input_dim: RL² input size (see ``meta_rl.rl2.input_dim``).
         action_space: the benchmark's action space.
         hidden: hidden size of the recurrent cell.
-        cell: ``"gru"`` (the RL² paper's) or ``"lstm"``.
+        cell: ``"gru"`` (the RL² paper's) or ``"lstm"`` (forget gate bias initialised to 1).
         init_log_std: initial log standard deviation of the Gaussian policy.
         min_log_std: lower bound on the log std, so exploration never collapses to zero.
         max_log_std: upper bound on the log std (None: none). With ``init_weights`` it starts a
@@ -96,6 +96,11 @@ class GRUActorCritic(nn.Module):
         self.max_log_std = max_log_std
         self.state_std = bool(state_dependent_std) and not self.discrete
         self.gru = CELLS[cell](input_dim, hidden)
+        if self.lstm:  # forget gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015): the cell state
+            # starts by keeping most of itself each step instead of half (PyTorch's gates: i, f, g, o)
+            with torch.no_grad():
+                self.gru.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
+                self.gru.bias_hh_l0[hidden : 2 * hidden].zero_()
         self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
         self.value = nn.Linear(hidden, 1)
         self.task_head = nn.Linear(hidden, task_dim) if task_dim > 0 else None
