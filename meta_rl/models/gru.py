@@ -185,15 +185,21 @@ class GRUActorCritic(nn.Module):
         standardised dim is then held at its running mean), on top of any already masked:
         ``masked_inputs`` at construction, or an ablation of a trained model (e.g. the previous
         reward, :func:`meta_rl.rl2.reward_index`)."""
-        n = self.gru.input_size
-        dims = sorted({int(i) for i in dims})
+        dims = self._input_dims(dims, "masked_inputs")
         if not dims:
             return
-        if not 0 <= dims[0] <= dims[-1] < n:
-            raise ValueError(f"masked_inputs {dims} outside the {n} input dims (0-{n - 1})")
+        n = self.gru.input_size
         keep = self.input_keep.clone() if self.input_keep is not None else torch.ones(n, device=self.policy.weight.device)
         keep[dims] = 0.0
         self.input_keep = keep
+
+    def _input_dims(self, dims, what: str) -> list[int]:
+        """``dims`` sorted and deduplicated; ValueError if one lies outside the input."""
+        n = self.gru.input_size
+        dims = sorted({int(i) for i in dims})
+        if dims and not 0 <= dims[0] <= dims[-1] < n:
+            raise ValueError(f"{what} {dims} outside the {n} input dims (0-{n - 1})")
+        return dims
 
     def borrow_inputs(self, dims) -> None:
         """From now on, read these input dims of each sequence from the next sequence in the
@@ -202,11 +208,8 @@ class GRUActorCritic(nn.Module):
         distribution but cuts its link to the sequence's own task: with envs of one task class
         stepped in lockstep, the previous reward becomes that of another goal of the class at
         the same step (``docs/results/reward_ablation.py``). Like the mask, not saved."""
-        n = self.gru.input_size
-        dims = sorted({int(i) for i in dims})
-        if dims and not 0 <= dims[0] <= dims[-1] < n:
-            raise ValueError(f"borrowed inputs {dims} outside the {n} input dims (0-{n - 1})")
-        flags = torch.zeros(n, dtype=torch.bool, device=self.policy.weight.device)
+        dims = self._input_dims(dims, "borrowed inputs")
+        flags = torch.zeros(self.gru.input_size, dtype=torch.bool, device=self.policy.weight.device)
         flags[dims] = True
         self.input_borrowed = flags if dims else None
 

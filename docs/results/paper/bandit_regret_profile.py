@@ -8,8 +8,9 @@ the table reports, and the most likely action) and with the Gittins baseline, an
 block of K pulls (default 10), the expected regret: the best arm's success probability minus
 that of the arm pulled, summed over the block and averaged over trials. Expected rather than
 observed rewards, so the pull outcomes' noise does not enter; the totals are the expected
-reward per trial. (The RL² and Gittins streams of random numbers differ from those of
-``meta_rl.reproduce``, so totals may differ from its table by a few hundredths.)
+reward per trial. (Gittins plays through the baselines' own loop, as in ``meta_rl.reproduce``;
+RL² plays all tasks in one batch, so its action noise differs from the table's evaluation and
+its total may differ by a few hundredths.)
 
 Also prints the mean log-probability of RL²'s sampled actions per block (how random it plays).
 """
@@ -37,21 +38,21 @@ def rl2_arms(bench, model, p: np.ndarray, seed: int, mode: bool) -> tuple[np.nda
     return batch.actions.numpy().astype(int), batch.log_probs.numpy()
 
 
+class RecordingGittins(bandit_baselines.Gittins):
+    """Gittins, keeping the arms it pulls (``pulled[t]``, one per task)."""
+
+    def act(self, t: int) -> np.ndarray:
+        arms = super().act(t)
+        self.pulled.append(arms)
+        return arms
+
+
 def gittins_arms(bench, p: np.ndarray, seed: int) -> np.ndarray:
-    env_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)  # as bandit_baselines.run_trials
-    env = bench.make_env(len(p), seed=int(env_seed))
-    env.set_tasks(list(p))
-    policy = bandit_baselines.Gittins()
-    policy.start(p, bench.pulls, np.random.default_rng(int(policy_seed)))
-    arms = []
-    for t in range(bench.pulls):
-        env.reset()
-        a = policy.act(t)
-        _, reward, _ = env.step(a)
-        policy.update(a, reward)
-        arms.append(a)
-    env.close()
-    return np.array(arms)
+    """Arms Gittins pulls ``[n, N]``, played by the baselines' own loop (the table's streams)."""
+    policy = RecordingGittins()
+    policy.pulled = []
+    bandit_baselines.run_trials(policy, bench, p, seed)
+    return np.array(policy.pulled)
 
 
 def main() -> None:
