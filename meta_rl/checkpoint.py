@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from meta_rl.errors import CheckpointError
-from meta_rl.models.gru import TASK_HEAD
+from meta_rl.models.gru import TRAINING_HEADS
 
 FORMAT = "meta-rl-checkpoint/1"
 
@@ -64,9 +64,9 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
 def load_weights(model: torch.nn.Module, path: str) -> dict | None:
     """Load network weights into ``model``: the model of a meta-rl checkpoint, or a state dict
     saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (torch's strict
-    ``load_state_dict``), except the training-only ``task_head`` (``algo.aux_task_coef``): the
-    weights of a run with it start a run without it, and a new head starts fresh where the
-    weights have none. Returns the checkpoint's algorithm state (its value normaliser goes with
+    ``load_state_dict``), except the training-only heads (``task_head``, ``algo.aux_task_coef``;
+    ``reward_head``, ``algo.aux_reward_coef``): the weights of a run with one start a run
+    without it, and a new head starts fresh where the weights have none. Returns the checkpoint's algorithm state (its value normaliser goes with
     the critic's weights; the optimiser, counters and RNG are not used), None for a state dict."""
     name = f"init_weights={path}"
     state, algo = _read(path, name), None
@@ -74,9 +74,9 @@ def load_weights(model: torch.nn.Module, path: str) -> dict | None:
         state, algo = state.get("model"), state.get("algo")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name} holds neither a meta-rl checkpoint nor a state dict of tensors")
-    own, head = model.state_dict(), TASK_HEAD
-    state = {k: v for k, v in state.items() if not k.startswith(head) or k in own}
-    state.update({k: v for k, v in own.items() if k.startswith(head) and k not in state})
+    own, heads = model.state_dict(), TRAINING_HEADS
+    state = {k: v for k, v in state.items() if not k.startswith(heads) or k in own}
+    state.update({k: v for k, v in own.items() if k.startswith(heads) and k not in state})
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # "Error(s) in loading state_dict ...:" then one line per kind of mismatch

@@ -180,6 +180,7 @@ class PPOConfig:
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
     entropy_coef_final: Optional[float] = None  # linear schedule entropy_coef → this (null: constant)
     aux_task_coef: float = 0.0  # > 0: regress the task features from the GRU state (meta_rl.algos.ppo)
+    aux_reward_coef: float = 0.0  # > 0: predict each step's reward from the GRU state and action (meta_rl.algos.ppo)
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -192,7 +193,7 @@ class PPOConfig:
         _positive("algo", lr=self.lr, epochs=self.epochs, num_minibatches=self.num_minibatches,
                   chunk_length=self.chunk_length, clip=self.clip, max_grad_norm=self.max_grad_norm)
         _non_negative("algo", value_coef=self.value_coef, entropy_coef=self.entropy_coef,
-                      aux_task_coef=self.aux_task_coef)
+                      aux_task_coef=self.aux_task_coef, aux_reward_coef=self.aux_reward_coef)
         if self.lr_final is not None:
             _non_negative("algo", lr_final=self.lr_final)
         if self.entropy_coef_final is not None:

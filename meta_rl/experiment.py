@@ -39,6 +39,8 @@ def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
             raise ConfigError(f"algo.aux_task_coef={cfg.algo.aux_task_coef} needs task features, which env "
                               f"{benchmark.name} does not define; set algo.aux_task_coef=0")
         kwargs["task_dim"] = benchmark.task_feature_dim
+    if cfg.get("algo") is not None and cfg.algo.get("aux_reward_coef", 0.0) > 0:
+        kwargs["reward_head"] = True
     dim = rl2.input_dim(obs, act, prev, clock)
     bad = [i for i in cfg.model.get("masked_inputs", []) if not 0 <= i < dim]
     if bad:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from meta_rl.envs.metaworld import MetaWorldTrialEnv
 from meta_rl.experiment import build_model
-from meta_rl.models.gru import TASK_HEAD
+from meta_rl.models.gru import TRAINING_HEADS
 from meta_rl.rollout import TrialCollector
 
 # Exit code of the child when no GL context can be created, and the start of its line saying why.
@@ -105,8 +105,8 @@ class VideoRecorder:
         paths = [os.path.join(out_dir, f"video_{c}.gif") for c in classes]
         job = VideoJob(
             model_config=self.model_config,
-            # the acting network: the training-only task head (algo.aux_task_coef) stays behind
-            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(TASK_HEAD)},
+            # the acting network: the training-only heads (algo.aux_task_coef, aux_reward_coef) stay behind
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(TRAINING_HEADS)},
             observation_space=self.benchmark.observation_space, action_space=self.benchmark.action_space,
             reward_scale=self.benchmark.reward_scale, episode_length=self.benchmark.episode_length,
             adaptation_episodes=self.A, evaluation_episodes=self.V, tasks=list(self.tasks), paths=paths,

@@ -139,6 +139,12 @@ class PPOClip:
             (``TrialBatch.task_features``) at every step: the hidden state is taught what task
             it is in (task-inference supervision, e.g. Humplik et al. 2019), on training trials
             only; acting and evaluation read nothing of it. 0 = plain RL².
+        aux_reward_coef: weight of an auxiliary loss, the mean squared error of the model's
+            ``reward_head`` (:meth:`~meta_rl.models.gru.GRUActorCritic.predict_reward`) at every
+            step against the reward that step received (env reward × ``reward_scale``): the
+            state is taught to predict the trial's rewards from what it has seen, which needs
+            no task features (self-supervised; an unbiased stand-in, in expectation, for the
+            task-inference loss on the task's mean rewards of the actions taken). 0 = none.
         lr_final, entropy_coef_final: when set, ``lr`` / ``entropy_coef`` go linearly from their
             value at the start of training to this one at the end (:meth:`set_progress`,
             called by the trainer before each update); ``None`` keeps them constant.
@@ -168,6 +174,7 @@ class PPOClip:
         lr_final: float | None = None,
         entropy_coef_final: float | None = None,
         aux_task_coef: float = 0.0,
+        aux_reward_coef: float = 0.0,
     ) -> None:
         if advantage_norm not in ("batch", "trial"):
             raise ValueError(f"advantage_norm={advantage_norm!r}; use batch or trial")
@@ -177,7 +184,9 @@ class PPOClip:
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
         if aux_task_coef > 0 and getattr(model, "task_head", None) is None:
             raise ValueError("algo.aux_task_coef > 0 needs a model with a task_head (built with task_dim > 0)")
-        self.aux_task_coef = aux_task_coef
+        if aux_reward_coef > 0 and getattr(model, "reward_head", None) is None:
+            raise ValueError("algo.aux_reward_coef > 0 needs a model with a reward_head (built with reward_head=True)")
+        self.aux_task_coef, self.aux_reward_coef = aux_task_coef, aux_reward_coef
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
         self.epochs, self.num_minibatches, self.chunk_length = epochs, num_minibatches, chunk_length
@@ -251,10 +260,14 @@ class PPOClip:
                 raise ValueError("algo.aux_task_coef > 0 but the batch carries no task_features")
             # Sequence n = c·B + b is a chunk of trial b: its target is trial b's features.
             task_targets = batch.task_features.repeat(n_seq // batch.task_features.shape[0], 1)
+        predict = self.aux_reward_coef > 0
+        if predict:
+            reward_targets = _chunks(batch.rewards * self.reward_scale, chunk)
         mb_size = max(1, n_seq // self.num_minibatches)
         # A state-dependent std is a function of the data: report its mean over the samples.
         report_std = getattr(model, "state_std", False)
-        keys = DIAGNOSTICS + (("policy_std",) if report_std else ()) + (("aux_task_loss",) if aux else ())
+        aux_keys = (("aux_task_loss",) if aux else ()) + (("aux_reward_loss",) if predict else ())
+        keys = DIAGNOSTICS + (("policy_std",) if report_std else ()) + aux_keys
         sums = dict.fromkeys(keys, 0.0)
         n, aux_before = 0, None
         for _ in range(self.epochs):
@@ -267,6 +280,8 @@ class PPOClip:
                 out, value = model.heads(feats)
                 if aux:
                     aux_loss = (model.task_head(feats) - task_targets[idx]).pow(2).mean()
+                if predict:
+                    reward_loss = (model.predict_reward(feats, act[:, idx]) - reward_targets[:, idx]).pow(2).mean()
                 dist = model.distribution(out)
                 logratio = dist.log_prob(act[:, idx]) - old_logp[:, idx]
                 pg_loss, clip_frac, approx_kl = self.policy_loss(logratio, adv[:, idx])
@@ -279,6 +294,8 @@ class PPOClip:
                     v_loss = pg_loss.new_tensor(baseline_loss)
                 if aux:
                     loss = loss + self.aux_task_coef * aux_loss
+                if predict:
+                    loss = loss + self.aux_reward_coef * reward_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
@@ -288,24 +305,25 @@ class PPOClip:
                     diagnostics.append(dist.base_dist.scale.mean())
                 if aux:
                     diagnostics.append(aux_loss)
+                if predict:
+                    diagnostics.append(reward_loss)
                 values = torch.stack(diagnostics).detach().tolist()
                 for k, v in zip(keys, values):
                     if not math.isfinite(v):  # stop before the bad step reaches the parameters
                         raise NumericalError(f"non-finite {'gradient norm' if k == 'grad_norm' else 'losses/' + k} ({v})")
                     sums[k] += v
-                if aux and aux_before is None:
-                    aux_before = values[-1]
+                if aux_keys and aux_before is None:
+                    aux_before = values[len(values) - len(aux_keys):]
                 self.optimizer.step()
                 n += 1
         for name, p in model.named_parameters():
             if not torch.isfinite(p).all():
                 raise NumericalError(f"non-finite parameter {name} after the update")
         stats = {k: v / n for k, v in sums.items()}
-        if aux:
-            # The first minibatch is read before any step on this batch (later ones hold other chunks
-            # of the same trials): with tasks that do not repeat across iterations this is the task
-            # head's error on unseen tasks, while aux_task_loss also counts the fit to the batch.
-            stats["aux_task_loss_before_update"] = aux_before
+        # The first minibatch is read before any step on this batch (later ones hold other chunks
+        # of the same trials): with tasks that do not repeat across iterations this is a head's
+        # error on unseen tasks, while aux_*_loss also counts the fit to the batch.
+        stats.update({f"{k}_before_update": v for k, v in zip(aux_keys, aux_before or ())})
         stats["explained_variance"] = explained_var
         if self.lr_final is not None:
             stats["lr"] = self.optimizer.param_groups[0]["lr"]

@@ -16,8 +16,8 @@ from torch.distributions import Categorical, Independent, Normal
 
 from meta_rl.stats import merge_moments
 
-# State-dict prefix of the training-only task head (``task_dim``): what acting never needs.
-TASK_HEAD = "task_head."
+# State-dict prefixes of the training-only heads (``task_dim``, ``reward_head``): what acting never needs.
+TRAINING_HEADS = ("task_head.", "reward_head.")
 # Recurrent cells: the RL² paper's GRU, or an LSTM, whose additive cell state can count
 # (a GRU's state is a gated average of its past, which saturates on long counts).
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
@@ -58,6 +58,11 @@ class GRUActorCritic(nn.Module):
         task_dim: size of an extra linear head on the GRU state, ``task_head``, that PPO trains
             to regress the trial's task features (``algo.aux_task_coef``); 0 = no such head.
             Acting never reads it.
+        reward_head: add a head ``reward_head`` that PPO trains to predict each step's reward
+            from the trunk's output and the action taken (``algo.aux_reward_coef``): one output
+            per action for a discrete space, an MLP over [output, action] for a Box. Its targets
+            are the trial's own rewards, so unlike ``task_dim`` it needs nothing hidden from the
+            agent. Acting never reads it.
         masked_inputs: input dims set to zero before the GRU (after standardisation), so the
             network never sees them, e.g. an observation dim that identifies training tasks
             without telling how to infer new ones (Meta-World's object position, obs 4-6 and
@@ -80,6 +85,7 @@ class GRUActorCritic(nn.Module):
         previous_obs: bool = False,
         trial_time: bool = False,
         task_dim: int = 0,
+        reward_head: bool = False,
         masked_inputs=(),
     ) -> None:
         super().__init__()
@@ -104,6 +110,10 @@ class GRUActorCritic(nn.Module):
         self.policy = nn.Linear(hidden, 2 * self.action_dim if self.state_std else self.action_dim)
         self.value = nn.Linear(hidden, 1)
         self.task_head = nn.Linear(hidden, task_dim) if task_dim > 0 else None
+        self.reward_head = None
+        if reward_head:
+            self.reward_head = (nn.Linear(hidden, self.action_dim) if self.discrete else
+                                nn.Sequential(nn.Linear(hidden + self.action_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1)))
         param_std = not (self.discrete or self.state_std)
         self.log_std = nn.Parameter(torch.full((self.action_dim,), float(init_log_std))) if param_std else None
         nn.init.orthogonal_(self.policy.weight, 0.01)
@@ -179,6 +189,13 @@ class GRUActorCritic(nn.Module):
     def heads(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(policy_out, value)`` of the trunk's outputs ``out`` from :meth:`encode`."""
         return self.policy(out), self.value(out).squeeze(-1)
+
+    def predict_reward(self, out: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``reward_head``'s prediction ``[T, B]`` of the reward for taking ``actions`` (``[T, B]``
+        indices, or ``[T, B, A]``) at the steps whose trunk outputs are ``out``."""
+        if self.discrete:
+            return self.reward_head(out).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return self.reward_head(torch.cat((out, actions), -1)).squeeze(-1)
 
     def mask_inputs(self, dims) -> None:
         """Set these input dims to zero before the GRU from now on, after standardisation (a
