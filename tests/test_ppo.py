@@ -3,6 +3,7 @@
 import math
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -393,10 +394,68 @@ def test_aux_task_loss_is_learned_and_off_by_default():
     assert "aux_task_loss" not in stats and torch.equal(model.task_head.weight, head)
 
 
+def _reward_model_and_batch(discrete: bool, seed=0):
+    """A model with a reward head and a batch of 4 trials (2 chunks each): a 3-armed bandit of 10
+    pulls (discrete actions) or the scripted benchmark (Box actions, reward_scale 0.5)."""
+    from meta_rl.envs.bandit import BernoulliBandit
+
+    bench = (BernoulliBandit(arms=3, pulls=10, meta_batch_size=4) if discrete
+             else ScriptedBenchmark(episode_length=5, episodes_per_trial=2, meta_batch_size=4))
+    torch.manual_seed(seed)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=16,
+                           reward_head=True)
+    col = TrialCollector(bench.make_env(4), model, bench.observation_space.shape[0], bench.action_space,
+                         bench.episode_length, bench.episodes_per_trial, bench.reward_scale, chunk_length=5,
+                         generator=torch.Generator().manual_seed(seed))
+    tasks = bench.sample_tasks("train", 4, np.random.default_rng(seed)) if discrete else [0, 1, 2, 3]
+    return model, col.collect(tasks), bench.reward_scale
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_aux_reward_loss_predicts_each_steps_reward_from_the_state_and_action_taken(discrete):
+    model, batch, scale = _reward_model_and_batch(discrete)
+    assert batch.rewards.abs().sum() > 0
+    with torch.no_grad():  # the whole trial, unchunked: step t's prediction for the action taken at t
+        feats, _ = model.encode(batch.inputs, model.initial_state(4))
+        predicted = model.predict_reward(feats, batch.actions)
+        if discrete:  # one output per arm: the taken arm's
+            per_arm = model.reward_head(feats)
+            assert per_arm.shape == (*batch.rewards.shape, 3)
+            assert torch.equal(predicted, per_arm.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1))
+        expected = (predicted - batch.rewards * scale).pow(2).mean().item()
+    algo = PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5, aux_reward_coef=1.0,
+                   reward_scale=scale)
+    stats = algo.update(batch, torch.Generator().manual_seed(0))
+    assert stats["aux_reward_loss"] == pytest.approx(expected, rel=1e-5)
+    assert stats["aux_reward_loss_before_update"] == pytest.approx(expected, rel=1e-5)
+    assert "aux_task_loss" not in stats
+    # the rewards of other trials give another loss
+    shuffled = type(batch)(**{**batch.__dict__, "rewards": batch.rewards.roll(1, 1)})
+    other = PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5, aux_reward_coef=1.0,
+                    reward_scale=scale).update(shuffled)["aux_reward_loss"]
+    assert other != pytest.approx(expected, rel=1e-3)
+
+
+def test_aux_reward_loss_is_learned_and_off_by_default():
+    model, batch, scale = _reward_model_and_batch(discrete=False)
+    algo = PPOClip(model, lr=1e-2, epochs=10, num_minibatches=2, chunk_length=5, aux_reward_coef=1.0,
+                   reward_scale=scale)
+    first = algo.update(batch, torch.Generator().manual_seed(0))["aux_reward_loss"]
+    for _ in range(5):
+        last = algo.update(batch, torch.Generator().manual_seed(0))["aux_reward_loss"]
+    assert last < 0.3 * first
+    head = [p.detach().clone() for p in model.reward_head.parameters()]
+    stats = PPOClip(model, lr=1e-2, epochs=2, num_minibatches=2, chunk_length=5).update(batch)
+    assert "aux_reward_loss" not in stats
+    assert all(torch.equal(p, q) for p, q in zip(model.reward_head.parameters(), head))
+
+
 def test_aux_task_coef_needs_a_task_head_and_features():
     model, batch = _batch()
     with pytest.raises(ValueError, match="task_head"):
         PPOClip(model, aux_task_coef=0.1)
+    with pytest.raises(ValueError, match="reward_head"):
+        PPOClip(model, aux_reward_coef=0.1)
     aux_model, aux_batch = _aux_model_and_batch()
     with pytest.raises(ValueError, match="task_features"):
         PPOClip(aux_model, chunk_length=5, aux_task_coef=0.1).update(type(aux_batch)(

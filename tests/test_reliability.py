@@ -212,6 +212,7 @@ BAD = [
     ("train.py", ["algo.chunk_length=7"], 2, "config error: algo.chunk_length=7 must divide the trial length"),
     ("train.py", ["algo=ppo_kl", "algo.kl_target=0"], 2, "config error: algo.kl_target=0.0 must be > 0"),
     ("train.py", ["algo.aux_task_coef=-1"], 2, "config error: algo.aux_task_coef=-1.0 must be >= 0"),
+    ("train.py", ["algo.aux_reward_coef=-0.5"], 2, "config error: algo.aux_reward_coef=-0.5 must be >= 0"),
     ("train.py", ["env.train_goal_sets=0"], 2, "config error: env.train_goal_sets=0 must be > 0"),
     ("train.py", ["model.masked_inputs=[4,45]"], 2, "config error: model.masked_inputs=[45]: env "),
     ("train.py", ["algo.baseline=mean"], 2, "config error: algo.baseline=mean is unknown; valid: critic, linear"),

@@ -192,29 +192,35 @@ def test_task_reward_norm_counts_each_class_and_resumes_its_statistics(make_cfg,
 
 
 @pytest.mark.parametrize("env_args", [["experiment=rl2_bandit_k2_n10"], ["experiment=rl2_mdp_n10"]])
-def test_aux_task_coef_on_the_paper_benchmarks(make_cfg, tmp_path, env_args):
+@pytest.mark.parametrize("loss", ["task", "reward"])
+def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss):
     train(make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",
-                   "model.hidden=8", "algo.aux_task_coef=0.5", run_dir=str(tmp_path)))
-    assert float(read_metrics(tmp_path)[-1]["losses/aux_task_loss"]) > 0
+                   "model.hidden=8", f"algo.aux_{loss}_coef=0.5", run_dir=str(tmp_path)))
+    row = read_metrics(tmp_path)[-1]
+    assert float(row[f"losses/aux_{loss}_loss"]) > 0
+    assert f"losses/aux_{'task' if loss == 'reward' else 'reward'}_loss" not in row
 
 
-def test_init_weights_across_the_training_only_task_head(tmp_path):
-    """Weights of a run with algo.aux_task_coef start a run without it and vice versa; the rest stays strict."""
+@pytest.mark.parametrize("head", [{"task_dim": 4}, {"reward_head": True}])
+def test_init_weights_across_the_training_only_heads(tmp_path, head):
+    """Weights of a run with algo.aux_task_coef / aux_reward_coef start a run without it and vice
+    versa; the rest stays strict."""
     import gymnasium as gym
 
     from meta_rl.errors import CheckpointError
 
     space = gym.spaces.Discrete(3)
-    with_head = GRUActorCritic(6, space, hidden=8, task_dim=4)
+    with_head = GRUActorCritic(6, space, hidden=8, **head)
     plain = GRUActorCritic(6, space, hidden=8)
     torch.save(with_head.state_dict(), tmp_path / "with_head.pt")
     torch.save(plain.state_dict(), tmp_path / "plain.pt")
     plain_gru = plain.gru.weight_hh_l0.detach().clone()
     checkpoint.load_weights(plain, str(tmp_path / "with_head.pt"))
     assert torch.equal(plain.gru.weight_hh_l0, with_head.gru.weight_hh_l0)
-    fresh = GRUActorCritic(6, space, hidden=8, task_dim=4)
-    head = fresh.task_head.weight.detach().clone()
+    fresh = GRUActorCritic(6, space, hidden=8, **head)
+    module = fresh.task_head if "task_dim" in head else fresh.reward_head
+    start = module.weight.detach().clone()
     checkpoint.load_weights(fresh, str(tmp_path / "plain.pt"))
-    assert torch.equal(fresh.gru.weight_hh_l0, plain_gru) and torch.equal(fresh.task_head.weight, head)
+    assert torch.equal(fresh.gru.weight_hh_l0, plain_gru) and torch.equal(module.weight, start)
     with pytest.raises(CheckpointError, match="does not fit the model"):
         checkpoint.load_weights(GRUActorCritic(6, space, hidden=16), str(tmp_path / "with_head.pt"))
