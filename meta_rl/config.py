@@ -155,6 +155,7 @@ class GRUModelConfig:
 BASELINES = ("critic", "linear")
 ADVANTAGE_NORMS = ("batch", "trial")
 REWARD_NORMS = ("none", "task")
+AUX_TASK_TARGETS = ("hidden", "trial")
 
 
 @dataclass
@@ -180,6 +181,7 @@ class PPOConfig:
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
     entropy_coef_final: Optional[float] = None  # linear schedule entropy_coef → this (null: constant)
     aux_task_coef: float = 0.0  # > 0: regress the task features from the GRU state (meta_rl.algos.ppo)
+    aux_task_target: str = "hidden"  # hidden | trial: the task's hidden parameters or the trial's own estimate of them
     aux_reward_coef: float = 0.0  # > 0: predict each step's reward from the GRU state and action (meta_rl.algos.ppo)
 
     def __post_init__(self) -> None:
@@ -187,6 +189,9 @@ class PPOConfig:
             raise ConfigError(f"algo.baseline={self.baseline} is unknown; valid: {', '.join(BASELINES)}")
         if self.reward_norm not in REWARD_NORMS:
             raise ConfigError(f"algo.reward_norm={self.reward_norm} is unknown; valid: {', '.join(REWARD_NORMS)}")
+        if self.aux_task_target not in AUX_TASK_TARGETS:
+            raise ConfigError(f"algo.aux_task_target={self.aux_task_target} is unknown; "
+                              f"valid: {', '.join(AUX_TASK_TARGETS)}")
         if self.advantage_norm not in ADVANTAGE_NORMS:
             raise ConfigError(f"algo.advantage_norm={self.advantage_norm} is unknown; "
                               f"valid: {', '.join(ADVANTAGE_NORMS)}")

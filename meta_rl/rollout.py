@@ -31,6 +31,8 @@ class TrialBatch:
     hidden [C, B, S]             recurrent state before the first step of each chunk
     task_features [B, F] or None  the trials' task features (set by the trainer when the
                                   algorithm regresses them, ``algo.aux_task_coef``)
+    task_mask [B, F] bool or None  which task features the loss counts (None: all; set with
+                                  features estimated from the trial, ``algo.aux_task_target=trial``)
     task_ids [B] int64 or None    each trial's task class (index into the benchmark's training
                                   classes; set by the trainer)
     """
@@ -46,6 +48,7 @@ class TrialBatch:
     chunk_length: int
     episodes_per_trial: int
     task_features: torch.Tensor | None = None
+    task_mask: torch.Tensor | None = None
     task_ids: torch.Tensor | None = None
 
     @property

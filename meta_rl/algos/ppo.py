@@ -109,6 +109,9 @@ def _chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
     return t.reshape(C, chunk, B, *t.shape[2:]).transpose(0, 1).reshape(chunk, C * B, *t.shape[2:])
 
 
+AUX_TASK_TARGETS = ("hidden", "trial")
+
+
 class PPOClip:
     """PPO-Clip with GAE for the GRU actor-critic.
 
@@ -139,6 +142,12 @@ class PPOClip:
             (``TrialBatch.task_features``) at every step: the hidden state is taught what task
             it is in (task-inference supervision, e.g. Humplik et al. 2019), on training trials
             only; acting and evaluation read nothing of it. 0 = plain RL².
+        aux_task_target: what the task head regresses: ``hidden``, the task's hidden parameters
+            (privileged: the benchmark's ``task_features``), or ``trial``, the same features as
+            each trial's own data estimates them (the benchmark's ``trial_task_features``: e.g.
+            the mean reward each (state, action) pair gave in the trial, counted only for the
+            pairs it took), which needs nothing hidden from the agent. The trainer supplies
+            the targets (``TrialBatch.task_features`` and ``task_mask``).
         aux_reward_coef: weight of an auxiliary loss, the mean squared error of the model's
             ``reward_head`` (:meth:`~meta_rl.models.gru.GRUActorCritic.predict_reward`) at every
             step against the reward that step received (env reward × ``reward_scale``): the
@@ -174,6 +183,7 @@ class PPOClip:
         lr_final: float | None = None,
         entropy_coef_final: float | None = None,
         aux_task_coef: float = 0.0,
+        aux_task_target: str = "hidden",
         aux_reward_coef: float = 0.0,
     ) -> None:
         if advantage_norm not in ("batch", "trial"):
@@ -182,11 +192,13 @@ class PPOClip:
             raise ValueError(f"reward_norm={reward_norm!r}; use none or task")
         if baseline not in ("critic", "linear"):
             raise ValueError(f"baseline={baseline!r}; use critic or linear")
+        if aux_task_target not in AUX_TASK_TARGETS:
+            raise ValueError(f"aux_task_target={aux_task_target!r}; use {' or '.join(AUX_TASK_TARGETS)}")
         if aux_task_coef > 0 and getattr(model, "task_head", None) is None:
             raise ValueError("algo.aux_task_coef > 0 needs a model with a task_head (built with task_dim > 0)")
         if aux_reward_coef > 0 and getattr(model, "reward_head", None) is None:
             raise ValueError("algo.aux_reward_coef > 0 needs a model with a reward_head (built with reward_head=True)")
-        self.aux_task_coef, self.aux_reward_coef = aux_task_coef, aux_reward_coef
+        self.aux_task_coef, self.aux_task_target, self.aux_reward_coef = aux_task_coef, aux_task_target, aux_reward_coef
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=adam_eps)
         self.epochs, self.num_minibatches, self.chunk_length = epochs, num_minibatches, chunk_length
@@ -260,6 +272,10 @@ class PPOClip:
                 raise ValueError("algo.aux_task_coef > 0 but the batch carries no task_features")
             # Sequence n = c·B + b is a chunk of trial b: its target is trial b's features.
             task_targets = batch.task_features.repeat(n_seq // batch.task_features.shape[0], 1)
+            task_weights = None
+            if batch.task_mask is not None:  # each counted feature weighs 1 / (counted features per step)
+                mask = batch.task_mask.to(task_targets.dtype).repeat(n_seq // batch.task_mask.shape[0], 1)
+                task_weights = mask / mask.sum().clamp(min=1) * mask.shape[0]
         predict = self.aux_reward_coef > 0
         if predict:
             reward_targets = _chunks(batch.rewards * self.reward_scale, chunk)
@@ -279,7 +295,8 @@ class PPOClip:
                 feats, _ = model.encode(x[:, idx], h0[:, idx])
                 out, value = model.heads(feats)
                 if aux:
-                    aux_loss = (model.task_head(feats) - task_targets[idx]).pow(2).mean()
+                    error = (model.task_head(feats) - task_targets[idx]).pow(2)
+                    aux_loss = error.mean() if task_weights is None else (error * task_weights[idx]).sum(-1).mean()
                 if predict:
                     reward_loss = (model.predict_reward(feats, act[:, idx]) - reward_targets[:, idx]).pow(2).mean()
                 dist = model.distribution(out)

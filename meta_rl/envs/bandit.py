@@ -18,6 +18,7 @@ from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
@@ -101,6 +102,15 @@ class BernoulliBandit:
     def task_features(self, tasks: Sequence[np.ndarray]) -> np.ndarray:
         """The arms' success probabilities, standardised for Uniform[0, 1]: ``[n, arms]``."""
         return ((np.stack(tasks) - 0.5) * np.sqrt(12.0)).astype(np.float32)
+
+    def trial_task_features(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor):
+        """Each trial's success rate of each arm it pulled, standardised as :meth:`task_features`
+        (``[B, arms]``), and which arms it pulled (``[B, arms]`` bool): the task features as the
+        trial's own pulls estimate them (``algo.aux_task_target=trial``)."""
+        pulls = torch.nn.functional.one_hot(actions, self.arms).to(rewards.dtype)  # [T, B, arms]
+        counts, wins = pulls.sum(0), (pulls * rewards.unsqueeze(-1)).sum(0)
+        rate = wins / counts.clamp(min=1)
+        return (rate - 0.5) * float(np.sqrt(12.0)), counts > 0
 
     def make_env(self, num_envs: int, seed: int = 0) -> "BanditTrialEnv":
         """``seed`` seeds the generator that draws the pulls' 0/1 outcomes."""

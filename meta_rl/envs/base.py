@@ -76,3 +76,7 @@ class Benchmark(Protocol):
     # Optional (``algo.aux_task_coef > 0`` needs it): ``task_feature_dim`` and
     # ``task_features(tasks) -> float32 [len(tasks), task_feature_dim]``, the hidden task
     # parameters of each task, standardised to O(1), regressed from the policy's hidden state.
+    # Optional (``algo.aux_task_target=trial`` needs it): ``trial_task_features(inputs, actions,
+    # rewards) -> (features, mask)``, both ``[B, task_feature_dim]``: each trial's estimate of
+    # the same features from its own data (inputs ``[T, B, D]`` in the RL² layout, actions,
+    # raw rewards ``[T, B]``), and where the trial holds any data on them.

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
@@ -148,6 +149,16 @@ class RandomTabularMDP:
     def task_features(self, tasks: Sequence[MDPTask]) -> np.ndarray:
         """The mean rewards (drawn from Normal(1, 1)) minus 1, flattened: ``[n, S·A]``."""
         return (np.stack([t.reward_means for t in tasks]).reshape(len(tasks), -1) - 1.0).astype(np.float32)
+
+    def trial_task_features(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor):
+        """Each trial's mean observed reward of each (state, action) pair it took, minus 1, as
+        :meth:`task_features` (``[B, S·A]``), and which pairs it took (``[B, S·A]`` bool): the task
+        features as the trial's own data estimates them (``algo.aux_task_target=trial``). The
+        state each step acts in is the one-hot observation at the front of its RL² input."""
+        pair = inputs[..., : self.states].argmax(-1) * self.actions + actions  # [T, B]
+        taken = torch.nn.functional.one_hot(pair, self.states * self.actions).to(rewards.dtype)
+        counts, sums = taken.sum(0), (taken * rewards.unsqueeze(-1)).sum(0)
+        return sums / counts.clamp(min=1) - 1.0, counts > 0
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
