@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from meta_rl.envs.bandit import BanditTrialEnv, BernoulliBandit
 from meta_rl.envs.tabular_mdp import MDPTask, RandomTabularMDP, TabularMDPTrialEnv
@@ -256,3 +257,52 @@ def test_mdp_env_seeding_and_errors():
         env.step(np.array([0, 3]))
     with pytest.raises(ValueError):
         env.set_tasks(tasks[:3])
+
+
+def _collect(bench, tasks, seed=0):
+    """One trial per task with an untrained RL² policy (sampled actions)."""
+    from meta_rl.models import GRUActorCritic
+    from meta_rl.rl2 import input_dim
+    from meta_rl.rollout import TrialCollector
+
+    torch.manual_seed(seed)
+    model = GRUActorCritic(input_dim(bench.observation_space, bench.action_space), bench.action_space, hidden=8)
+    env = bench.make_env(len(tasks), seed=seed)
+    col = TrialCollector(env, model, bench.observation_space.shape[0], bench.action_space, bench.episode_length,
+                         bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(seed))
+    return col.collect(tasks)
+
+
+def test_bandit_trial_task_features_are_each_arms_success_rate_in_the_trial():
+    bench = BernoulliBandit(arms=4, pulls=6)
+    tasks = bench.sample_tasks("train", 8, np.random.default_rng(0))
+    batch = _collect(bench, tasks)
+    features, mask = bench.trial_task_features(batch.inputs, batch.actions, batch.rewards)
+    assert features.shape == mask.shape == (8, 4) and mask.dtype == torch.bool
+    arms, outcomes = batch.actions.numpy(), batch.rewards.numpy()
+    assert 0 < mask.sum() < mask.numel()  # 6 pulls of 4 arms: some trials leave an arm untried
+    for b in range(8):
+        for k in range(4):
+            pulled = arms[:, b] == k
+            assert bool(mask[b, k]) == pulled.any()
+            if pulled.any():  # standardised as the hidden features: (p - 0.5) * sqrt(12)
+                rate = outcomes[pulled, b].mean()
+                assert float(features[b, k]) == pytest.approx((rate - 0.5) * np.sqrt(12.0), abs=1e-5)
+
+
+def test_mdp_trial_task_features_are_each_pairs_mean_reward_in_the_trial():
+    bench = RandomTabularMDP(states=3, actions=2, horizon=4, episodes=3)
+    tasks = bench.sample_tasks("train", 5, np.random.default_rng(0))
+    batch = _collect(bench, tasks)
+    features, mask = bench.trial_task_features(batch.inputs, batch.actions, batch.rewards)
+    assert features.shape == mask.shape == (5, 6)
+    states = batch.inputs[..., :3].argmax(-1).numpy()
+    assert (states[0] == 0).all() and (states[4] == 0).all()  # each episode starts in the initial state
+    actions, rewards = batch.actions.numpy(), batch.rewards.numpy()
+    for b in range(5):
+        for s in range(3):
+            for a in range(2):
+                took = (states[:, b] == s) & (actions[:, b] == a)
+                assert bool(mask[b, s * 2 + a]) == took.any()
+                if took.any():  # as the hidden features: the mean reward minus the prior mean 1
+                    assert float(features[b, s * 2 + a]) == pytest.approx(rewards[took, b].mean() - 1.0, abs=1e-5)

@@ -129,8 +129,10 @@ def test_wrong_type_fails_at_compose(make_cfg):
 @pytest.mark.parametrize("preset", options("experiment"))
 def test_experiment_presets_build(make_cfg, preset):
     """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
-    are their base preset plus the task-inference loss, nothing else; the curriculum's second
-    stage is its base preset with fewer steps and a smaller entropy bonus."""
+    are their base preset plus the task-inference loss, nothing else (*_aux_trial_*: with the trial's
+    own estimates as its targets); the curriculum's second stage is its base preset with fewer steps
+    and a smaller entropy bonus, a *_finetune phase its base preset with fewer steps, a smaller bonus
+    and a decaying learning rate."""
     from omegaconf import OmegaConf
 
     cfg = make_cfg(f"experiment={preset}")
@@ -144,6 +146,21 @@ def test_experiment_presets_build(make_cfg, preset):
         assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (15_000_000, 0.03)
         ours.update(name=base["name"], total_env_steps=base["total_env_steps"])
         ours["algo"]["entropy_coef"] = base["algo"]["entropy_coef"]
+        assert ours == base
+    elif preset.endswith("_finetune"):  # the second phase: its base preset with 5M steps, less entropy, lower lr
+        ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
+                      for p in (preset, preset.removesuffix("_finetune")))
+        assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (5_000_000, 0.01)
+        assert (ours["algo"]["lr"], ours["algo"]["lr_final"]) == (3e-3, 0.0)
+        ours.update(name=base["name"], total_env_steps=base["total_env_steps"])
+        ours["algo"].update({k: base["algo"][k] for k in ("entropy_coef", "lr", "lr_final")})
+        assert ours == base
+    elif "_aux_trial_" in preset:  # the task-inference preset with the trial's own estimates as targets
+        ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
+                      for p in (preset, preset.replace("_aux_trial_", "_aux_")))
+        assert algo.aux_task_target == "trial" and base["algo"]["aux_task_target"] == "hidden"
+        ours["algo"]["aux_task_target"] = "hidden"
+        ours["name"] = base["name"]
         assert ours == base
     elif "_aux_" in preset:
         ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)

@@ -379,6 +379,27 @@ def test_aux_task_loss_is_the_trials_features_regressed_at_every_step():
                    aux_task_coef=1.0).update(shuffled)["aux_task_loss"] != pytest.approx(expected, rel=1e-3)
 
 
+def test_aux_task_loss_with_a_mask_counts_only_the_features_a_trial_has_data_on():
+    """Targets estimated from the trial (algo.aux_task_target=trial) come with a mask: the loss is
+    the mean squared error over the counted features of every step, whatever the others hold."""
+    model, batch = _aux_model_and_batch()
+    mask = torch.tensor([[True, False, True], [False, False, True], [True, True, True], [False, True, False]])
+    masked = type(batch)(**{**batch.__dict__, "task_mask": mask})
+    with torch.no_grad():
+        feats, _ = model.encode(batch.inputs, model.initial_state(4))
+        error = (model.task_head(feats) - batch.task_features).pow(2)  # [T, 4, 3]
+        expected = (error * mask).sum().item() / (mask.sum().item() * error.shape[0])
+    loss = PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5,
+                   aux_task_coef=1.0).update(masked)["aux_task_loss"]
+    assert loss == pytest.approx(expected, rel=1e-5)
+    garbage = batch.task_features.masked_fill(~mask, 1e3)  # what the mask leaves out does not count
+    loss = PPOClip(model, lr=1e-12, epochs=1, num_minibatches=1, chunk_length=5, aux_task_coef=1.0).update(
+        type(batch)(**{**masked.__dict__, "task_features": garbage}))["aux_task_loss"]
+    assert loss == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="aux_task_target"):
+        PPOClip(model, aux_task_coef=1.0, aux_task_target="hindsight")
+
+
 def test_aux_task_loss_is_learned_and_off_by_default():
     model, batch = _aux_model_and_batch()
     algo = PPOClip(model, lr=1e-2, epochs=10, num_minibatches=2, chunk_length=5, aux_task_coef=1.0)

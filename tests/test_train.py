@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hydra.utils import instantiate
 import pytest
 import torch
 
@@ -192,13 +193,22 @@ def test_task_reward_norm_counts_each_class_and_resumes_its_statistics(make_cfg,
 
 
 @pytest.mark.parametrize("env_args", [["experiment=rl2_bandit_k2_n10"], ["experiment=rl2_mdp_n10"]])
-@pytest.mark.parametrize("loss", ["task", "reward"])
-def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss):
-    train(make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",
-                   "model.hidden=8", f"algo.aux_{loss}_coef=0.5", run_dir=str(tmp_path)))
+@pytest.mark.parametrize("loss", ["task", "task_from_trials", "reward"])
+def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss, monkeypatch):
+    """Each auxiliary loss trains on the bandits and MDPs; with aux_task_target=trial the targets are
+    the trials' own estimates (the benchmark's trial_task_features), never the hidden features."""
+    extra = {"task": ["algo.aux_task_coef=0.5"], "reward": ["algo.aux_reward_coef=0.5"],
+             "task_from_trials": ["algo.aux_task_coef=0.5", "algo.aux_task_target=trial"]}[loss]
+    cfg = make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",
+                   "model.hidden=8", *extra, run_dir=str(tmp_path))
+    if loss == "task_from_trials":
+        bench_cls = type(instantiate(cfg.env))
+        monkeypatch.setattr(bench_cls, "task_features", lambda self, tasks: pytest.fail("read the hidden features"))
+    train(cfg)
     row = read_metrics(tmp_path)[-1]
-    assert float(row[f"losses/aux_{loss}_loss"]) > 0
-    assert f"losses/aux_{'task' if loss == 'reward' else 'reward'}_loss" not in row
+    name = "reward" if loss == "reward" else "task"
+    assert float(row[f"losses/aux_{name}_loss"]) > 0
+    assert f"losses/aux_{'task' if name == 'reward' else 'reward'}_loss" not in row
 
 
 @pytest.mark.parametrize("head", [{"task_dim": 4}, {"reward_head": True}])
