@@ -66,8 +66,9 @@ def load_weights(model: torch.nn.Module, path: str) -> dict | None:
     saved with ``torch.save(model.state_dict(), path)``. Every tensor must fit (torch's strict
     ``load_state_dict``), except the training-only heads (``task_head``, ``algo.aux_task_coef``;
     ``reward_head``, ``algo.aux_reward_coef``): the weights of a run with one start a run
-    without it, and a new head starts fresh where the weights have none. Returns the checkpoint's algorithm state (its value normaliser goes with
-    the critic's weights; the optimiser, counters and RNG are not used), None for a state dict."""
+    without it, and a new head starts fresh where the weights have none. Returns the
+    checkpoint's algorithm state (its value normaliser goes with the critic's weights; the
+    optimiser, counters and RNG are not used), None for a state dict."""
     name = f"init_weights={path}"
     state, algo = _read(path, name), None
     if isinstance(state, dict) and state.get("format") == FORMAT:
