@@ -11,6 +11,7 @@ it sees (≈ 5.0) or that only learned a fixed arm preference (≈ 5.0) cannot p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -133,3 +134,29 @@ def test_load_agent_rebuilds_a_bandit_run_in_process(make_cfg, tmp_path):
         bench, model, state = load_agent(path, in_process=in_process)
         assert isinstance(bench, BernoulliBandit) and state["env_steps"] == saved["env_steps"]
         assert all(torch.equal(model.state_dict()[k], v) for k, v in saved["model"].items())
+
+
+def test_reward_prediction_script_scores_the_head_against_bayes(make_cfg, tmp_path):
+    """docs/results/paper/mdp_reward_prediction.py on a tiny MDP run with the reward head: the
+    Bayes predictor beats the prior, the true means sit at the noise floor (1), and a checkpoint
+    without the head is refused with one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "docs" / "results" / "paper" / "mdp_reward_prediction.py")]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    tiny = ["experiment=rl2_mdp_n10", "total_env_steps=2000", "env.meta_batch_size=20", "model.hidden=8",
+            "eval.every=0", "eval.final=false"]
+    train(make_cfg(*tiny, "algo.aux_reward_coef=0.5", run_dir=str(tmp_path / "head")))
+    out = subprocess.run([*script, str(tmp_path / "head" / "checkpoints" / "latest.pt")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    trial = {line[:12].strip(): float(line.split()[-1]) for line in out.stdout.splitlines()[2:7]}
+    assert set(trial) == {"prior", "Bayes", "head", "true mean", "head-Bayes²"}
+    assert trial["Bayes"] < trial["prior"] - 0.1 and trial["true mean"] == pytest.approx(1.0, abs=0.05)
+    train(make_cfg(*tiny, run_dir=str(tmp_path / "plain")))
+    out = subprocess.run([*script, str(tmp_path / "plain" / "checkpoints" / "latest.pt")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 2 and "has no reward head: train with algo.aux_reward_coef > 0" in out.stderr
