@@ -244,3 +244,19 @@ class _CollectJob:
         collector.interrupt = ctx.check
         batch = collector.collect(self.tasks, self.explore_episodes)
         return {f: getattr(batch, f).numpy() for f in _FIELDS}
+
+
+def play_trials(benchmark, model, tasks, seed: int, explore_episodes: int | None = None) -> TrialBatch:
+    """One trial per task with ``model``, in this process (benchmarks that step in-process: the
+    bandits and tabular MDPs), the env's outcomes and the policy's action noise both seeded by
+    ``seed``; sampled actions, or with ``explore_episodes=0`` the most likely action throughout.
+    What the analysis scripts under ``docs/results/`` play their checkpoints with."""
+    env = benchmark.make_env(len(tasks))
+    env.reseed(seed)
+    try:
+        collector = TrialCollector(env, model, int(np.prod(benchmark.observation_space.shape)), benchmark.action_space,
+                                   benchmark.episode_length, benchmark.episodes_per_trial, benchmark.reward_scale,
+                                   generator=torch.Generator().manual_seed(seed))
+        return collector.collect(list(tasks), explore_episodes=explore_episodes)
+    finally:
+        env.close()

@@ -20,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from meta_rl.envs.base import trial_means
+
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
 ALL_TASKS_SEED = {"train": 0, "test": 1}
@@ -107,10 +109,8 @@ class BernoulliBandit:
         """Each trial's success rate of each arm it pulled, standardised as :meth:`task_features`
         (``[B, arms]``), and which arms it pulled (``[B, arms]`` bool): the task features as the
         trial's own pulls estimate them (``algo.aux_task_target=trial``)."""
-        pulls = torch.nn.functional.one_hot(actions, self.arms).to(rewards.dtype)  # [T, B, arms]
-        counts, wins = pulls.sum(0), (pulls * rewards.unsqueeze(-1)).sum(0)
-        rate = wins / counts.clamp(min=1)
-        return (rate - 0.5) * float(np.sqrt(12.0)), counts > 0
+        rate, pulled = trial_means(actions, self.arms, rewards)
+        return (rate - 0.5) * float(np.sqrt(12.0)), pulled
 
     def make_env(self, num_envs: int, seed: int = 0) -> "BanditTrialEnv":
         """``seed`` seeds the generator that draws the pulls' 0/1 outcomes."""

@@ -22,6 +22,7 @@ from typing import Any, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 
 class TrialEnv(Protocol):
@@ -80,3 +81,13 @@ class Benchmark(Protocol):
     # rewards) -> (features, mask)``, both ``[B, task_feature_dim]``: each trial's estimate of
     # the same features from its own data (inputs ``[T, B, D]`` in the RL² layout, actions,
     # raw rewards ``[T, B]``), and where the trial holds any data on them.
+
+
+def trial_means(keys: torch.Tensor, num_keys: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per trial, the mean of ``values [T, B]`` over the steps whose key (``keys [T, B]``, integers
+    in ``[0, num_keys)``: an arm, a state-action pair) is each key, ``[B, num_keys]`` (0 where the
+    key never occurs), and where it occurs, ``[B, num_keys]`` bool: what ``trial_task_features``
+    of a benchmark with discrete keys is built from."""
+    hits = torch.nn.functional.one_hot(keys, num_keys).to(values.dtype)  # [T, B, num_keys]
+    counts, sums = hits.sum(0), (hits * values.unsqueeze(-1)).sum(0)
+    return sums / counts.clamp(min=1), counts > 0

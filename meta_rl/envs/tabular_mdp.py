@@ -32,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from meta_rl.envs.base import trial_means
+
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
 ALL_TASKS_SEED = {"train": 0, "test": 1}
@@ -156,9 +158,8 @@ class RandomTabularMDP:
         features as the trial's own data estimates them (``algo.aux_task_target=trial``). The
         state each step acts in is the one-hot observation at the front of its RL² input."""
         pair = inputs[..., : self.states].argmax(-1) * self.actions + actions  # [T, B]
-        taken = torch.nn.functional.one_hot(pair, self.states * self.actions).to(rewards.dtype)
-        counts, sums = taken.sum(0), (taken * rewards.unsqueeze(-1)).sum(0)
-        return sums / counts.clamp(min=1) - 1.0, counts > 0
+        means, taken = trial_means(pair, self.states * self.actions, rewards)
+        return means - 1.0, taken
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""

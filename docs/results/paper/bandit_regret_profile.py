@@ -23,18 +23,12 @@ from meta_rl.baselines import bandit as bandit_baselines
 from meta_rl.envs.bandit import BernoulliBandit
 from meta_rl.experiment import load_agent
 from meta_rl.reproduce import evaluation_seeds
-from meta_rl.rollout import TrialCollector
+from meta_rl.rollout import play_trials
 
 
 def rl2_arms(bench, model, p: np.ndarray, seed: int, mode: bool) -> tuple[np.ndarray, np.ndarray]:
     """Arms pulled ``[n, N]`` and their log-probabilities, one trial per task."""
-    env = bench.make_env(len(p))
-    env.reseed(seed)
-    col = TrialCollector(env, model, int(np.prod(bench.observation_space.shape)), bench.action_space,
-                         bench.episode_length, bench.episodes_per_trial, bench.reward_scale,
-                         generator=torch.Generator().manual_seed(seed))
-    batch = col.collect(list(p), explore_episodes=0 if mode else None)
-    env.close()
+    batch = play_trials(bench, model, p, seed, explore_episodes=0 if mode else None)
     return batch.actions.numpy().astype(int), batch.log_probs.numpy()
 
 

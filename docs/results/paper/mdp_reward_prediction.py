@@ -23,7 +23,7 @@ import torch
 
 from meta_rl.envs.tabular_mdp import RandomTabularMDP
 from meta_rl.experiment import load_agent
-from meta_rl.rollout import TrialCollector
+from meta_rl.rollout import play_trials
 
 PRIOR_MEAN = 1.0  # mean rewards ~ Normal(1, 1); observed reward ~ Normal(mean, 1)
 
@@ -40,12 +40,7 @@ def main() -> None:
     if getattr(model, "reward_head", None) is None:
         parser.error(f"{args.checkpoint} has no reward head: train with algo.aux_reward_coef > 0")
     tasks = bench.all_tasks("test")
-    env = bench.make_env(len(tasks))
-    env.reseed(args.seed)
-    col = TrialCollector(env, model, bench.observation_space.shape[0], bench.action_space, bench.episode_length,
-                         bench.episodes_per_trial, bench.reward_scale, generator=torch.Generator().manual_seed(args.seed))
-    batch = col.collect(tasks)
-    env.close()
+    batch = play_trials(bench, model, tasks, args.seed)
     with torch.no_grad():
         feats, _ = model.encode(batch.inputs, model.initial_state(len(tasks)))
         head = model.predict_reward(feats, batch.actions).numpy() / bench.reward_scale
