@@ -100,6 +100,9 @@ class BanditEnvConfig:
             raise ConfigError(f"env.arms={self.arms} must be >= 2")
 
 
+MDP_TASK_FEATURES = ("rewards", "rewards_transitions")  # meta_rl.envs.tabular_mdp.TASK_FEATURES
+
+
 @dataclass
 class TabularMDPEnvConfig:
     _target_: str = "meta_rl.envs.tabular_mdp.RandomTabularMDP"
@@ -110,8 +113,11 @@ class TabularMDPEnvConfig:
     episodes: int = 10
     meta_batch_size: int = 250
     reward_scale: float = 1.0
+    task_features: str = "rewards"  # rewards | rewards_transitions: what algo.aux_task_coef regresses
 
     def __post_init__(self) -> None:
+        if self.task_features not in MDP_TASK_FEATURES:
+            raise ConfigError(f"env.task_features={self.task_features} is unknown; valid: {', '.join(MDP_TASK_FEATURES)}")
         _positive("env", states=self.states, actions=self.actions, horizon=self.horizon, episodes=self.episodes,
                   meta_batch_size=self.meta_batch_size, reward_scale=self.reward_scale)
 

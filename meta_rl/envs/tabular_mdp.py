@@ -20,6 +20,11 @@ state drawn anew each episode would be the other reading; it is not what we do.)
 
 The observation is the one-hot encoding of the current state (float32 ``[S]``).
 Rewards are returned raw; the benchmark's ``reward_scale`` is applied by the caller.
+
+Task features (what ``algo.aux_task_coef`` regresses from the GRU state): ``rewards``, each
+(state, action) pair's mean reward minus 1 (prior Normal(0, 1)), or ``rewards_transitions``,
+those followed by each pair's next-state distribution, centred on the uniform ``1/S`` and
+scaled so that a pair's whole row has prior variance 1, as its mean reward has.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ SPLITS = ("train", "test")
 ALL_TASKS_SEED = {"train": 0, "test": 1}
 NUM_ALL_TASKS = 1000
 INITIAL_STATE = 0
+TASK_FEATURES = ("rewards", "rewards_transitions")  # env.task_features
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +99,9 @@ class RandomTabularMDP:
         episodes: episodes per trial (the paper's n).
         meta_batch_size: trials per training iteration.
         reward_scale: multiplies rewards for the policy input and for learning.
+        task_features: what the task features (``algo.aux_task_coef``) are: ``rewards``, the
+            mean rewards, or ``rewards_transitions``, the mean rewards and the transition
+            probabilities (see the module docstring).
         name: benchmark name used in logs.
     """
 
@@ -104,6 +113,7 @@ class RandomTabularMDP:
         episodes: int = 10,
         meta_batch_size: int = 250,
         reward_scale: float = 1.0,
+        task_features: str = "rewards",
         name: str = "tabular_mdp",
     ) -> None:
         for key, value, low in (
@@ -117,6 +127,8 @@ class RandomTabularMDP:
                 raise ValueError(f"env.{key} must be an integer >= {low}, got {value!r}")
         if not np.isfinite(reward_scale) or reward_scale <= 0:
             raise ValueError(f"env.reward_scale must be a positive finite number, got {reward_scale!r}")
+        if task_features not in TASK_FEATURES:
+            raise ValueError(f"env.task_features={task_features!r} is unknown; use {' or '.join(TASK_FEATURES)}")
         self.name = name
         self.states = int(states)
         self.actions = int(actions)
@@ -124,6 +136,11 @@ class RandomTabularMDP:
         self.episodes_per_trial = int(episodes)
         self.meta_batch_size = int(meta_batch_size)
         self.reward_scale = float(reward_scale)
+        self.with_transitions = task_features == "rewards_transitions"
+        # Flat Dirichlet: each P(s'|s, a) has variance (S - 1) / (S^2 (S + 1)); the row of S
+        # probabilities, centred and times this, has total prior variance 1 (S = 1: no variance).
+        s_ = self.states
+        self._transition_scale = float(np.sqrt(s_ * (s_ + 1) / (s_ - 1))) if s_ > 1 else 1.0
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.states,), np.float32)
         self.action_space = gym.spaces.Discrete(self.actions)
 
@@ -146,20 +163,44 @@ class RandomTabularMDP:
 
     @property
     def task_feature_dim(self) -> int:
-        return self.states * self.actions
+        pairs = self.states * self.actions
+        return pairs * (1 + self.states) if self.with_transitions else pairs
 
     def task_features(self, tasks: Sequence[MDPTask]) -> np.ndarray:
-        """The mean rewards (drawn from Normal(1, 1)) minus 1, flattened: ``[n, S·A]``."""
-        return (np.stack([t.reward_means for t in tasks]).reshape(len(tasks), -1) - 1.0).astype(np.float32)
+        """The mean rewards (drawn from Normal(1, 1)) minus 1, flattened ``[n, S·A]``; with
+        ``task_features=rewards_transitions`` followed by the transition probabilities,
+        ``(P(s'|s, a) - 1/S) · scale`` flattened over (s, a, s'): ``[n, S·A + S·A·S]``."""
+        features = np.stack([t.reward_means for t in tasks]).reshape(len(tasks), -1) - 1.0
+        if self.with_transitions:
+            transitions = np.stack([t.transitions for t in tasks]).reshape(len(tasks), -1)
+            features = np.concatenate([features, (transitions - 1.0 / self.states) * self._transition_scale], 1)
+        return features.astype(np.float32)
 
     def trial_task_features(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor):
-        """Each trial's mean observed reward of each (state, action) pair it took, minus 1, as
-        :meth:`task_features` (``[B, S·A]``), and which pairs it took (``[B, S·A]`` bool): the task
-        features as the trial's own data estimates them (``algo.aux_task_target=trial``). The
-        state each step acts in is the one-hot observation at the front of its RL² input."""
-        pair = inputs[..., : self.states].argmax(-1) * self.actions + actions  # [T, B]
-        means, taken = trial_means(pair, self.states * self.actions, rewards)
-        return means - 1.0, taken
+        """Each trial's estimate of :meth:`task_features` (``[B, F]``) and which features it has
+        data for (``[B, F]`` bool): the task features as the trial's own data gives them
+        (``algo.aux_task_target=trial``). Mean rewards: each (state, action) pair's mean observed
+        reward minus 1, over the pairs it took. Transitions: each pair's next-state frequencies,
+        over the pairs it took at a step that was not an episode's last (whose next state the
+        trial sees as the following step's observation). The state each step acts in is the
+        one-hot observation at the front of its RL² input."""
+        states = inputs[..., : self.states].argmax(-1)  # [T, B]
+        pairs = self.states * self.actions
+        pair = states * self.actions + actions
+        means, taken = trial_means(pair, pairs, rewards)
+        if not self.with_transitions:
+            return means - 1.0, taken
+        T, B = pair.shape
+        seen = torch.arange(T - 1, device=pair.device) % self.episode_length != self.episode_length - 1
+        key = (pair[:-1] * self.states + states[1:])[seen]  # [steps with a seen successor, B]
+        key = key + torch.arange(B, device=pair.device) * (pairs * self.states)
+        counts = torch.bincount(key.reshape(-1), minlength=B * pairs * self.states)
+        counts = counts.view(B, pairs, self.states).to(rewards.dtype)
+        visits = counts.sum(-1, keepdim=True)
+        frequencies = (counts / visits.clamp(min=1) - 1.0 / self.states) * self._transition_scale
+        seen_pairs = (visits > 0).expand(B, pairs, self.states)
+        return (torch.cat([means - 1.0, frequencies.reshape(B, -1)], 1),
+                torch.cat([taken, seen_pairs.reshape(B, -1)], 1))
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
