@@ -306,3 +306,51 @@ def test_mdp_trial_task_features_are_each_pairs_mean_reward_in_the_trial():
                 assert bool(mask[b, s * 2 + a]) == took.any()
                 if took.any():  # as the hidden features: the mean reward minus the prior mean 1
                     assert float(features[b, s * 2 + a]) == pytest.approx(rewards[took, b].mean() - 1.0, abs=1e-5)
+
+def test_mdp_task_features_with_transitions_append_each_pairs_standardised_next_state_distribution():
+    """env.task_features=rewards_transitions: the mean-reward block unchanged, then each pair's
+    P(.|s, a) centred on 1/S and scaled so that a row has prior variance 1, as a mean reward has."""
+    plain = RandomTabularMDP(states=4, actions=3)
+    bench = RandomTabularMDP(states=4, actions=3, task_features="rewards_transitions")
+    assert (plain.task_feature_dim, bench.task_feature_dim) == (12, 12 + 48)
+    tasks = bench.all_tasks("train")
+    features = bench.task_features(tasks)
+    assert features.shape == (1000, 60) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, :12], plain.task_features(tasks))
+    rows = features[:, 12:].reshape(1000, 12, 4)
+    probabilities = np.stack([t.transitions for t in tasks]).reshape(1000, 12, 4)
+    scale = rows[0, 0, 0] / (probabilities[0, 0, 0] - 0.25)
+    np.testing.assert_allclose(rows, (probabilities - 0.25) * scale, atol=1e-5)
+    np.testing.assert_allclose(rows.sum(-1), 0.0, atol=1e-5)  # a row of probabilities sums to 1
+    # Prior variance of a row: S Var(p) scale^2 = 1 (1000 tasks x 12 pairs: within 5%).
+    assert (rows**2).sum(-1).mean() == pytest.approx(1.0, rel=0.05)
+    assert features[:, :12].var() == pytest.approx(1.0, rel=0.05)
+    with pytest.raises(ValueError, match="env.task_features='dynamics' is unknown"):
+        RandomTabularMDP(task_features="dynamics")
+
+
+def test_mdp_trial_transition_features_are_each_pairs_next_state_frequencies_within_episodes():
+    bench = RandomTabularMDP(states=3, actions=2, horizon=4, episodes=3, task_features="rewards_transitions")
+    plain = RandomTabularMDP(states=3, actions=2, horizon=4, episodes=3)
+    tasks = bench.sample_tasks("train", 6, np.random.default_rng(1))
+    batch = _collect(bench, tasks)
+    features, mask = bench.trial_task_features(batch.inputs, batch.actions, batch.rewards)
+    assert features.shape == mask.shape == (6, 6 + 18)
+    reward_features, reward_mask = plain.trial_task_features(batch.inputs, batch.actions, batch.rewards)
+    assert torch.equal(features[:, :6], reward_features) and torch.equal(mask[:, :6], reward_mask)
+    # The hidden transition features' scale, read off one task (tested above).
+    hidden = bench.task_features(tasks[:1])[0, 6:].reshape(6, 3)
+    scale = hidden[0, 0] / (tasks[0].transitions[0, 0, 0] - 1 / 3)
+    states, actions = batch.inputs[..., :3].argmax(-1).numpy(), batch.actions.numpy()
+    rows, seen = features[:, 6:].reshape(6, 6, 3).numpy(), mask[:, 6:].reshape(6, 6, 3).numpy()
+    assert 0 < seen.sum() < seen.size
+    for b in range(6):
+        counts = np.zeros((6, 3))
+        for t in range(11):
+            if t % 4 != 3:  # an episode's last step: its next state is not observed (the next episode starts in 0)
+                counts[states[t, b] * 2 + actions[t, b], states[t + 1, b]] += 1
+        for pair in range(6):
+            visits = counts[pair].sum()
+            assert (seen[b, pair] == (visits > 0)).all()
+            if visits:
+                np.testing.assert_allclose(rows[b, pair], (counts[pair] / visits - 1 / 3) * scale, atol=1e-5)

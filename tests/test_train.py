@@ -211,6 +211,22 @@ def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss, 
     assert f"losses/aux_{'task' if name == 'reward' else 'reward'}_loss" not in row
 
 
+@pytest.mark.parametrize("target", ["hidden", "trial"])
+def test_task_features_with_transitions_train_on_mdps(make_cfg, tmp_path, target):
+    """env.task_features=rewards_transitions sizes the task head S·A·(1 + S) and trains with either target."""
+    cfg = make_cfg("experiment=rl2_mdp_n10", "env.task_features=rewards_transitions", "total_env_steps=2500",
+                   "env.meta_batch_size=25", "eval.every=0", "eval.final=false", "model.hidden=8",
+                   "algo.aux_task_coef=0.5", f"algo.aux_task_target={target}", run_dir=str(tmp_path))
+    train(cfg)
+    assert float(read_metrics(tmp_path)[-1]["losses/aux_task_loss"]) > 0
+    from meta_rl.config import MDP_TASK_FEATURES
+    from meta_rl.envs.tabular_mdp import TASK_FEATURES
+
+    assert MDP_TASK_FEATURES == TASK_FEATURES
+    weights = checkpoint.load(str(tmp_path / "checkpoints" / "latest.pt"))["model"]
+    assert weights["task_head.weight"].shape == (10 * 5 * 11, 8)
+
+
 @pytest.mark.parametrize("head", [{"task_dim": 4}, {"reward_head": True}])
 def test_init_weights_across_the_training_only_heads(tmp_path, head):
     """Weights of a run with algo.aux_task_coef / aux_reward_coef start a run without it and vice
