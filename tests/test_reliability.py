@@ -253,7 +253,7 @@ def test_bad_configs_and_files_fail_with_one_line(tmp_path):
         args = [a.replace("{tmp}", str(tmp_path)) for a in args]
         extra = ["debug=smoke", f"hydra.run.dir={tmp_path}/out"] if script == "train.py" and not any(
             a.startswith("resume=") for a in args) else []
-        if any(a in ("env=tabular_mdp", "env=bandit") for a in args):  # debug=smoke sets Meta-World's keys
+        if any(a in ("env=tabular_mdp", "env=bandit") for a in args):  # debug=smoke sets Meta-World's trial keys
             extra.remove("debug=smoke")
         p = cli(script, *extra, *args, cwd=tmp_path)
         lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]

@@ -84,10 +84,15 @@ class Benchmark(Protocol):
 
 
 def trial_means(keys: torch.Tensor, num_keys: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per trial, the mean of ``values [T, B]`` over the steps whose key (``keys [T, B]``, integers
-    in ``[0, num_keys)``: an arm, a state-action pair) is each key, ``[B, num_keys]`` (0 where the
-    key never occurs), and where it occurs, ``[B, num_keys]`` bool: what ``trial_task_features``
-    of a benchmark with discrete keys is built from."""
+    """Per trial, the mean of ``values`` (``[T, B]``, or vectors ``[T, B, V]``) over the steps whose
+    key (``keys [T, B]``, integers in ``[0, num_keys)``: an arm, a state-action pair) is each key,
+    ``[B, num_keys]`` (``[B, num_keys, V]``; 0 where the key never occurs), and where it occurs,
+    ``[B, num_keys]`` bool: what ``trial_task_features`` of a benchmark with discrete keys is
+    built from (the mean of one-hot next states is a pair's next-state frequencies)."""
     hits = torch.nn.functional.one_hot(keys, num_keys).to(values.dtype)  # [T, B, num_keys]
-    counts, sums = hits.sum(0), (hits * values.unsqueeze(-1)).sum(0)
-    return sums / counts.clamp(min=1), counts > 0
+    counts = hits.sum(0)
+    if values.dim() == 2:
+        sums = (hits * values.unsqueeze(-1)).sum(0)
+        return sums / counts.clamp(min=1), counts > 0
+    sums = torch.einsum("tbk,tbv->bkv", hits, values)
+    return sums / counts.clamp(min=1).unsqueeze(-1), counts > 0

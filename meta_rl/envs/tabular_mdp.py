@@ -139,8 +139,8 @@ class RandomTabularMDP:
         self.with_transitions = task_features == "rewards_transitions"
         # Flat Dirichlet: each P(s'|s, a) has variance (S - 1) / (S^2 (S + 1)); the row of S
         # probabilities, centred and times this, has total prior variance 1 (S = 1: no variance).
-        s_ = self.states
-        self._transition_scale = float(np.sqrt(s_ * (s_ + 1) / (s_ - 1))) if s_ > 1 else 1.0
+        S = self.states
+        self._transition_scale = float(np.sqrt(S * (S + 1) / (S - 1))) if S > 1 else 1.0
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.states,), np.float32)
         self.action_space = gym.spaces.Discrete(self.actions)
 
@@ -190,17 +190,13 @@ class RandomTabularMDP:
         means, taken = trial_means(pair, pairs, rewards)
         if not self.with_transitions:
             return means - 1.0, taken
-        T, B = pair.shape
-        seen = torch.arange(T - 1, device=pair.device) % self.episode_length != self.episode_length - 1
-        key = (pair[:-1] * self.states + states[1:])[seen]  # [steps with a seen successor, B]
-        key = key + torch.arange(B, device=pair.device) * (pairs * self.states)
-        counts = torch.bincount(key.reshape(-1), minlength=B * pairs * self.states)
-        counts = counts.view(B, pairs, self.states).to(rewards.dtype)
-        visits = counts.sum(-1, keepdim=True)
-        frequencies = (counts / visits.clamp(min=1) - 1.0 / self.states) * self._transition_scale
-        seen_pairs = (visits > 0).expand(B, pairs, self.states)
-        return (torch.cat([means - 1.0, frequencies.reshape(B, -1)], 1),
-                torch.cat([taken, seen_pairs.reshape(B, -1)], 1))
+        # Steps that are not an episode's last: the next step's observation is their next state.
+        seen = torch.arange(len(pair) - 1, device=pair.device) % self.episode_length != self.episode_length - 1
+        next_states = torch.nn.functional.one_hot(states[1:][seen], self.states).to(rewards.dtype)
+        frequencies, followed = trial_means(pair[:-1][seen], pairs, next_states)  # [B, S·A, S], [B, S·A]
+        B = len(means)
+        return (torch.cat([means - 1.0, ((frequencies - 1.0 / self.states) * self._transition_scale).view(B, -1)], 1),
+                torch.cat([taken, followed.repeat_interleave(self.states, 1)], 1))
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
