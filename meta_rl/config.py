@@ -305,6 +305,7 @@ class TrainConfig:
     resume: Optional[str] = None
     auto_resume: bool = True
     init_weights: Optional[str] = None  # start a new run from these network weights (meta_rl.checkpoint.load_weights)
+    init_weights_required: bool = False  # set by presets that continue another run (a curriculum's later stage)
     torch_threads: int = 0
     progress: bool = True
     run_dir: str = II("hydra:runtime.output_dir")
@@ -313,6 +314,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive("", total_env_steps=self.total_env_steps, checkpoint_every=self.checkpoint_every)
         _non_negative("", seed=self.seed, torch_threads=self.torch_threads, checkpoint_keep=self.checkpoint_keep)
+        if self.init_weights_required and not self.init_weights:
+            raise ConfigError(
+                f"experiment {self.name} continues another run: pass init_weights=<that run's "
+                f"checkpoints/latest.pt> (its preset's comment names the run), or init_weights_required=false "
+                f"to train it from scratch"
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise ConfigError(f"device={self.device} is unknown; use cpu, cuda or cuda:N")
         if self.device.startswith("cuda"):

@@ -62,7 +62,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 
 # Keys that may differ between a run and its continuation (everything else must match).
 RESUMABLE_KEYS = ("run_dir", "resume", "auto_resume", "progress", "total_env_steps", "torch_threads",
-                  "checkpoint_every", "checkpoint_keep", "device", "logger", "eval")
+                  "checkpoint_every", "checkpoint_keep", "device", "logger", "eval", "init_weights_required")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -126,6 +126,19 @@ def test_wrong_type_fails_at_compose(make_cfg):
         make_cfg("model.hidden=abc")
 
 
+def test_a_later_stage_preset_continues_runs_saved_before_it_required_init_weights(make_cfg):
+    """init_weights_required guards a fresh start only: a run of the preset saved before the key
+    existed (its config lacks it) is the same config when continued."""
+    from meta_rl.config import with_schema_defaults
+    from meta_rl.experiment import config_changes, resolved_config
+
+    cfg = make_cfg("experiment=rl2_aux_mdp_n25_curriculum", "init_weights=runs/first/checkpoints/latest.pt")
+    saved = resolved_config(cfg)
+    assert saved.pop("init_weights_required") is True
+    assert config_changes(with_schema_defaults(saved), resolved_config(cfg)) == []
+    assert config_changes(with_schema_defaults({**saved, "init_weights": None}), resolved_config(cfg))
+
+
 @pytest.mark.parametrize("preset", options("experiment"))
 def test_experiment_presets_build(make_cfg, preset):
     """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
@@ -136,6 +149,11 @@ def test_experiment_presets_build(make_cfg, preset):
     from omegaconf import OmegaConf
 
     cfg = make_cfg(f"experiment={preset}")
+    if cfg.init_weights_required:  # a later stage: validates only with the weights it starts from
+        assert preset.endswith(("_curriculum", "_finetune"))
+        with pytest.raises(ConfigError, match=f"experiment {preset} continues another run: pass init_weights="):
+            validate(cfg)
+        cfg = make_cfg(f"experiment={preset}", "init_weights=runs/first/checkpoints/latest.pt")
     validate(cfg)
     assert cfg.name == preset
     bench = build_benchmark(cfg)
@@ -144,7 +162,8 @@ def test_experiment_presets_build(make_cfg, preset):
         ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
                       for p in (preset, preset.removesuffix("_curriculum")))
         assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (15_000_000, 0.03)
-        ours.update(name=base["name"], total_env_steps=base["total_env_steps"])
+        assert ours["init_weights_required"] and not base["init_weights_required"]
+        ours.update(name=base["name"], total_env_steps=base["total_env_steps"], init_weights_required=False)
         ours["algo"]["entropy_coef"] = base["algo"]["entropy_coef"]
         assert ours == base
     elif preset.endswith("_finetune"):  # the second phase: its base preset with 5M steps, less entropy, lower lr
@@ -152,7 +171,8 @@ def test_experiment_presets_build(make_cfg, preset):
                       for p in (preset, preset.removesuffix("_finetune")))
         assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (5_000_000, 0.01)
         assert (ours["algo"]["lr"], ours["algo"]["lr_final"]) == (3e-3, 0.0)
-        ours.update(name=base["name"], total_env_steps=base["total_env_steps"])
+        assert ours["init_weights_required"] and not base["init_weights_required"]
+        ours.update(name=base["name"], total_env_steps=base["total_env_steps"], init_weights_required=False)
         ours["algo"].update({k: base["algo"][k] for k in ("entropy_coef", "lr", "lr_final")})
         assert ours == base
     elif "_aux_trial_" in preset:  # the task-inference preset with the trial's own estimates as targets

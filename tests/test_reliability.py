@@ -231,6 +231,8 @@ BAD = [
     ("train.py", ["resume={tmp}/emptyrun"], 2, "error: no checkpoint {tmp}/emptyrun/checkpoints/latest.pt"),
     ("train.py", ["resume={tmp}/truncated.pt"], 2, "error: checkpoint {tmp}/truncated.pt is corrupt or unsafe"),
     ("train.py", ["resume={tmp}/good", "model.hidden=64"], 2, "config error: resume cannot change model.hidden"),
+    ("train.py", ["experiment=rl2_aux_mdp_n25_curriculum"], 2,
+     "config error: experiment rl2_aux_mdp_n25_curriculum continues another run: pass init_weights="),
     ("train.py", ["init_weights={tmp}/nowhere.pt"], 2, "error: init_weights={tmp}/nowhere.pt does not exist"),
     ("train.py", ["init_weights={tmp}/garbage.pt"], 2, "error: init_weights={tmp}/garbage.pt is corrupt or unsafe"),
     ("train.py", ["init_weights={tmp}/foreign.pt"], 2, "error: init_weights={tmp}/foreign.pt does not fit the model"),
@@ -253,7 +255,8 @@ def test_bad_configs_and_files_fail_with_one_line(tmp_path):
         args = [a.replace("{tmp}", str(tmp_path)) for a in args]
         extra = ["debug=smoke", f"hydra.run.dir={tmp_path}/out"] if script == "train.py" and not any(
             a.startswith("resume=") for a in args) else []
-        if any(a in ("env=tabular_mdp", "env=bandit") for a in args):  # debug=smoke sets Meta-World's trial keys
+        if any(a in ("env=tabular_mdp", "env=bandit") or a.startswith("experiment=rl2_aux_mdp") for a in args):
+            # debug=smoke sets Meta-World's trial keys, which the bandit/MDP schemas do not have
             extra.remove("debug=smoke")
         p = cli(script, *extra, *args, cwd=tmp_path)
         lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
