@@ -31,8 +31,11 @@ Arguments:
     tune=0|1          tune the baselines' constants first (default 1, as the paper did).
     out=DIR           output directory (default ``outputs/reproduce/<time>``): ``results.md``,
                       ``results.json`` and one training run dir per row and seed under ``runs/``.
-    train.<key>=v     a Hydra override for every training run, both stages of a curriculum row
+    train.<key>=v     a Hydra override for every training run, both stages of a two-stage row
                       included (e.g. ``train.total_env_steps=100000``).
+    pretrain.<key>=v  an override for the first stage of a two-stage row only (after ``train.``).
+    final.<key>=v     an override for the row's own run only: the second stage of a two-stage row,
+                      the only run of the others (after ``train.``).
     reuse=0|1         evaluate a row's finished run in ``out`` instead of training it again
                       (its recorded training wall time is reported).
 
@@ -217,8 +220,16 @@ def _env_steps(run_dir: str) -> int:
 
 
 def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, out_dir: str,
-            overrides: list[str], reuse: bool = False, command: str = "") -> dict[str, Any]:
+            overrides: list[str], reuse: bool = False, command: str = "",
+            pretrain_overrides: list[str] = (), final_overrides: list[str] = ()) -> dict[str, Any]:
+    """Train (or with ``reuse`` read back), evaluate and tabulate one row. ``overrides`` go to every
+    training run of the row, ``pretrain_overrides`` to its first stage only, ``final_overrides`` to
+    its own run only (the second stage of a two-stage row)."""
     from meta_rl.experiment import train
+
+    if pretrain_overrides and row.pretrain is None:
+        raise SystemExit(f"row {row.name} has one training stage: pretrain.* overrides apply only to the first "
+                         "stage of a two-stage row; use train.* or final.* for it")
 
     runs = []
     per_trial: list[np.ndarray] = []  # RL²'s totals [eval seed x test task] per training seed
@@ -237,32 +248,40 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
                 hint = ("it did not finish (no reproduce_train.json): remove it to train it again, or pass another out="
                         if reuse else "pass reuse=1 to evaluate it, or another out=")
                 raise SystemExit(f"{run_dir} already holds a run: {hint}")
+            stage_overrides = [*overrides, *final_overrides]
             t0 = time.time()
             start = []  # init_weights of the row's run: the first stage's final checkpoint
             if row.pretrain is not None:
-                preset, stage_overrides = row.pretrain
+                preset, row_first = row.pretrain
+                first_overrides = [*row_first, *overrides, *pretrain_overrides]
                 first = run_dir + "_pretrain"
                 first_done = os.path.join(first, "reproduce_train.json")
                 if reuse and os.path.isfile(first_done):  # the second stage of an earlier call did not finish
                     with open(first_done) as f:
-                        t0 -= json.load(f)["train_seconds"]
+                        done_first = json.load(f)
+                    trained_with = done_first.get("overrides")  # not recorded before per-stage overrides
+                    if trained_with is not None and trained_with != first_overrides:
+                        raise SystemExit(f"{first} was trained with the overrides {trained_with}, not {first_overrides}: "
+                                         "give the same train.*/pretrain.* overrides to reuse it, or another out=")
+                    t0 -= done_first["train_seconds"]
                     print(f"== {row.label}: reusing the finished first stage {first}", flush=True)
                 elif os.path.isdir(os.path.join(first, "checkpoints")):
                     raise SystemExit(f"{first} already holds a run: pass reuse=1 to reuse it if it finished, "
                                      "or another out=")
                 else:
                     print(f"== {row.label}: training the first stage {preset} seed {seed} -> {first}", flush=True)
-                    train(compose_train_config(preset, first, seed, [*stage_overrides, *overrides]))
+                    train(compose_train_config(preset, first, seed, first_overrides))
                     with open(first_done, "w") as f:
-                        json.dump({"train_seconds": time.time() - t0, "preset": preset, "seed": seed}, f)
+                        json.dump({"train_seconds": time.time() - t0, "preset": preset, "seed": seed,
+                                   "overrides": first_overrides}, f)
                 first_steps = _env_steps(first)
                 start = [f"init_weights={os.path.join(first, 'checkpoints', 'latest.pt')}"]
             print(f"== {row.label}: training {row.preset} seed {seed} -> {run_dir}", flush=True)
-            train(compose_train_config(row.preset, run_dir, seed, [*overrides, *start]))
+            train(compose_train_config(row.preset, run_dir, seed, [*stage_overrides, *start]))
             wall = time.time() - t0
             train_command = command
             with open(done_file, "w") as f:
-                json.dump({"train_seconds": wall, "preset": row.preset, "seed": seed, "overrides": list(overrides),
+                json.dump({"train_seconds": wall, "preset": row.preset, "seed": seed, "overrides": stage_overrides,
                            "command": command, "pretrain_env_steps": first_steps}, f)
         t1 = time.time()
         x = evaluate_checkpoint(run_dir, eval_seeds)
@@ -371,7 +390,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
     args: dict[str, Any] = {"rows": DEFAULT_ROWS, "seeds": [0], "eval_seeds": 3, "tune": True, "out": None,
-                            "overrides": [], "reuse": False}
+                            "overrides": [], "pretrain_overrides": [], "final_overrides": [], "reuse": False}
     for arg in argv:
         if arg in ("-h", "--help"):
             print(__doc__)
@@ -394,8 +413,9 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             args["reuse"] = value.lower() in ("1", "true", "yes")
         elif key == "out":
             args["out"] = value
-        elif key.startswith("train."):
-            args["overrides"].append(f"{key[len('train.'):]}={value}")
+        elif key.startswith(("train.", "pretrain.", "final.")):
+            prefix, _, override = key.partition(".")
+            args["overrides" if prefix == "train" else f"{prefix}_overrides"].append(f"{override}={value}")
         else:
             raise SystemExit(f"unknown argument {key!r} (see --help)")
     return args
@@ -416,6 +436,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "eval_seeds": args["eval_seeds"],
         "seeds": args["seeds"],
         "overrides": args["overrides"],
+        "pretrain_overrides": args["pretrain_overrides"],
+        "final_overrides": args["final_overrides"],
     }
     # Rows already in out/results.json (from earlier invocations) are kept unless run again.
     previous: list[dict[str, Any]] = []
@@ -426,7 +448,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = list(previous)
     for name in args["rows"]:
         result = run_row(ROWS[name], args["seeds"], eval_seeds, args["tune"], out_dir, args["overrides"],
-                         args["reuse"], meta["command"])
+                         args["reuse"], meta["command"], args["pretrain_overrides"], args["final_overrides"])
         result["command"] = meta["command"]
         results.append(result)
         results.sort(key=lambda r: list(ROWS).index(r["row"]))

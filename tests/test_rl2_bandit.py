@@ -118,6 +118,36 @@ def test_reproduce_curriculum_row_starts_from_its_first_stage(tmp_path, monkeypa
     assert third["rl2"]["runs"][0]["train_seconds"] >= json.loads((first / "reproduce_train.json").read_text())["train_seconds"]
 
 
+def test_reproduce_stage_overrides(tmp_path):
+    """pretrain.* reaches only the first stage of a two-stage row and final.* only the row's own run;
+    a finished first stage is reused only with the overrides it was trained with."""
+    import dataclasses
+
+    from meta_rl import checkpoint, reproduce
+
+    args = reproduce.parse_args(["rows=mdp_n25_aux_curriculum", "train.total_env_steps=100", "pretrain.algo.lr=0.005",
+                                 "final.algo.lr_final=0.0"])
+    assert (args["overrides"], args["pretrain_overrides"], args["final_overrides"]) == (
+        ["total_env_steps=100"], ["algo.lr=0.005"], ["algo.lr_final=0.0"])
+    row = dataclasses.replace(reproduce.ROWS["mdp_n25_aux_curriculum"], baselines=["random"])
+    common = ["total_env_steps=1", "env.meta_batch_size=8", "eval.every=0", "eval.final=false"]
+    seeds = reproduce.evaluation_seeds(1)
+    reproduce.run_row(row, [0], seeds, False, str(tmp_path), common,
+                      pretrain_overrides=["algo.entropy_coef=0.05"], final_overrides=["algo.lr_final=0.0"])
+    first = tmp_path / "runs" / row.name / "seed0_pretrain"
+    stage1 = checkpoint.load(str(first / "checkpoints" / "latest.pt"))["config"]["algo"]
+    stage2 = checkpoint.load(str(first.parent / "seed0" / "checkpoints" / "latest.pt"))["config"]["algo"]
+    assert (stage1["entropy_coef"], stage1["lr_final"]) == (0.05, None)
+    assert (stage2["entropy_coef"], stage2["lr_final"]) == (0.03, 0.0)
+    # The second stage again from the finished first stage: only with the first stage's own overrides.
+    shutil.rmtree(first.parent / "seed0")
+    with pytest.raises(SystemExit, match="was trained with the overrides"):
+        reproduce.run_row(row, [0], seeds, False, str(tmp_path), common, reuse=True)
+    one_stage = dataclasses.replace(reproduce.ROWS["mdp_n10"], baselines=["random"])
+    with pytest.raises(SystemExit, match="has one training stage"):
+        reproduce.run_row(one_stage, [0], seeds, False, str(tmp_path), common, pretrain_overrides=["algo.lr=0.005"])
+
+
 def test_load_agent_rebuilds_a_bandit_run_in_process(make_cfg, tmp_path):
     """load_agent(in_process=True), which the analysis scripts use, also loads runs whose
     benchmark has no env workers (bandits step in-process anyway)."""
