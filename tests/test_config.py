@@ -143,7 +143,7 @@ def test_a_later_stage_preset_continues_runs_saved_before_it_required_init_weigh
 def test_experiment_presets_build(make_cfg, preset):
     """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
     are their base preset plus the task-inference loss, nothing else (*_aux_trial_*: with the trial's
-    own estimates as its targets); the curriculum's second stage is its base preset with fewer steps
+    own estimates as its targets and a learning rate decaying to 0); the curriculum's second stage is its base preset with fewer steps
     and a smaller entropy bonus, a *_finetune phase its base preset with fewer steps, a smaller bonus
     and a decaying learning rate."""
     from omegaconf import OmegaConf
@@ -179,7 +179,8 @@ def test_experiment_presets_build(make_cfg, preset):
         ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
                       for p in (preset, preset.replace("_aux_trial_", "_aux_")))
         assert algo.aux_task_target == "trial" and base["algo"]["aux_task_target"] == "hidden"
-        ours["algo"]["aux_task_target"] = "hidden"
+        assert ours["algo"]["lr_final"] == 0.0 and base["algo"]["lr_final"] is None
+        ours["algo"].update(aux_task_target="hidden", lr_final=None)
         ours["name"] = base["name"]
         assert ours == base
     elif "_aux_" in preset:
