@@ -54,12 +54,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from hydra.errors import HydraException
 
 from meta_rl.baselines import bandit as bandit_baselines
 from meta_rl.baselines import mean_ci
 from meta_rl.baselines import tabular as tabular_baselines
 from meta_rl.baselines.__main__ import PAPER as PAPER_BASELINES
 from meta_rl.baselines.__main__ import TUNE_GRIDS, Setting, tune
+from meta_rl.errors import ConfigError, MetaRLError
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
@@ -139,8 +141,39 @@ def compose_train_config(preset: str, run_dir: str, seed: int, overrides: list[s
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             return compose("train", overrides=[f"experiment={preset}", f"seed={seed}", f"run_dir={run_dir}",
                                                "progress=false", *overrides])
+    except HydraException as e:  # an override that does not parse or names no key
+        raise ConfigError(f"experiment={preset} with {' '.join(overrides) or 'no overrides'}: "
+                          f"{' '.join(str(e).split())}") from e
     finally:
         GlobalHydra.instance().clear()
+
+
+def training_stages(row: Row, overrides: list[str], pretrain_overrides: list[str] = (),
+                    final_overrides: list[str] = ()) -> list[tuple[str, list[str]]]:
+    """``(preset, overrides)`` of each training run of a row, in order: its first stage (two-stage
+    rows), then its own run (which starts from the first stage's final weights)."""
+    if pretrain_overrides and row.pretrain is None:
+        raise ConfigError(f"row {row.name} has one training stage: pretrain.* overrides apply only to the first "
+                          "stage of a two-stage row; use train.* or final.* for it")
+    stages = []
+    if row.pretrain is not None:
+        preset, row_first = row.pretrain
+        stages.append((preset, [*row_first, *overrides, *pretrain_overrides]))
+    return [*stages, (row.preset, [*overrides, *final_overrides])]
+
+
+def check_configs(rows: list[str], seeds: list[int], overrides: list[str], pretrain_overrides: list[str],
+                  final_overrides: list[str]) -> None:
+    """Compose and validate every training run's config before any trains, so that a bad override
+    stops the command at once rather than after the runs before it (:class:`ConfigError`)."""
+    from meta_rl.config import validate
+
+    for name in rows:
+        stages = training_stages(ROWS[name], overrides, pretrain_overrides, final_overrides)
+        for seed in seeds:
+            for i, (preset, stage) in enumerate(stages):
+                start = ["init_weights=first_stage/checkpoints/latest.pt"] if i else []  # not read here
+                validate(compose_train_config(preset, "run_dir_unused", seed, [*stage, *start]))
 
 
 def evaluation_seeds(n: int) -> list[int]:
@@ -227,9 +260,7 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
     its own run only (the second stage of a two-stage row)."""
     from meta_rl.experiment import train
 
-    if pretrain_overrides and row.pretrain is None:
-        raise SystemExit(f"row {row.name} has one training stage: pretrain.* overrides apply only to the first "
-                         "stage of a two-stage row; use train.* or final.* for it")
+    *first_stage, (_, stage_overrides) = training_stages(row, overrides, pretrain_overrides, final_overrides)
 
     runs = []
     per_trial: list[np.ndarray] = []  # RL²'s totals [eval seed x test task] per training seed
@@ -248,12 +279,10 @@ def run_row(row: Row, seeds: list[int], eval_seeds: list[int], do_tune: bool, ou
                 hint = ("it did not finish (no reproduce_train.json): remove it to train it again, or pass another out="
                         if reuse else "pass reuse=1 to evaluate it, or another out=")
                 raise SystemExit(f"{run_dir} already holds a run: {hint}")
-            stage_overrides = [*overrides, *final_overrides]
             t0 = time.time()
             start = []  # init_weights of the row's run: the first stage's final checkpoint
-            if row.pretrain is not None:
-                preset, row_first = row.pretrain
-                first_overrides = [*row_first, *overrides, *pretrain_overrides]
+            if first_stage:
+                ((preset, first_overrides),) = first_stage
                 first = run_dir + "_pretrain"
                 first_done = os.path.join(first, "reproduce_train.json")
                 if reuse and os.path.isfile(first_done):  # the second stage of an earlier call did not finish
@@ -424,6 +453,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    check_configs(args["rows"], args["seeds"], args["overrides"], args["pretrain_overrides"], args["final_overrides"])
     out_dir = args["out"] or os.path.join("outputs", "reproduce", time.strftime("%Y-%m-%d_%H-%M-%S"))
     os.makedirs(out_dir, exist_ok=True)
     eval_seeds = evaluation_seeds(args["eval_seeds"])
@@ -463,5 +493,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return results
 
 
+def cli() -> None:
+    """``python -m meta_rl.reproduce``: our errors end it with one line and their exit code."""
+    try:
+        main()
+    except MetaRLError as e:
+        print(f"{'config error' if isinstance(e, ConfigError) else 'error'}: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

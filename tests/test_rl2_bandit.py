@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from meta_rl.baselines import bandit as bandit_baselines
+from meta_rl.errors import ConfigError
 from meta_rl.envs.bandit import BernoulliBandit
 from meta_rl.experiment import train
 
@@ -144,8 +145,28 @@ def test_reproduce_stage_overrides(tmp_path):
     with pytest.raises(SystemExit, match="was trained with the overrides"):
         reproduce.run_row(row, [0], seeds, False, str(tmp_path), common, reuse=True)
     one_stage = dataclasses.replace(reproduce.ROWS["mdp_n10"], baselines=["random"])
-    with pytest.raises(SystemExit, match="has one training stage"):
+    with pytest.raises(ConfigError, match="has one training stage"):
         reproduce.run_row(one_stage, [0], seeds, False, str(tmp_path), common, pretrain_overrides=["algo.lr=0.005"])
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("final.algo.lr=-1", "algo.lr=-1.0 must be > 0"),
+    ("pretrain.algo.lrr=1", "Could not override 'algo.lrr'"),
+])
+def test_reproduce_bad_override_stops_before_training(tmp_path, bad, says):
+    """A bad override of any stage ends `python -m meta_rl.reproduce` with one line and exit 2 before
+    anything trains (here before the 12M-step first stage of the n=25 curriculum row)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "repro"
+    proc = subprocess.run([sys.executable, "-m", "meta_rl.reproduce", "rows=mdp_n25_aux_curriculum", "tune=0",
+                           bad, f"out={out}"], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config error: ") and says in lines[0], proc.stderr
+    assert not out.exists()
 
 
 def test_load_agent_rebuilds_a_bandit_run_in_process(make_cfg, tmp_path):
