@@ -61,7 +61,7 @@ from meta_rl.baselines import mean_ci
 from meta_rl.baselines import tabular as tabular_baselines
 from meta_rl.baselines.__main__ import PAPER as PAPER_BASELINES
 from meta_rl.baselines.__main__ import TUNE_GRIDS, Setting, tune
-from meta_rl.errors import ConfigError, MetaRLError
+from meta_rl.errors import ConfigError
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
@@ -493,14 +493,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return results
 
 
-def cli() -> None:
-    """``python -m meta_rl.reproduce``: our errors end it with one line and their exit code."""
-    try:
-        main()
-    except MetaRLError as e:
-        print(f"{'config error' if isinstance(e, ConfigError) else 'error'}: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-
-
 if __name__ == "__main__":
-    cli()
+    from meta_rl.cli import job
+
+    job(main)()  # our errors end it with one line and their exit code, as in train.py
