@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Callable
 
-from meta_rl.errors import Interrupted, MetaRLError
+from meta_rl.errors import ConfigError, Interrupted, MetaRLError
 
 _state = {"started": False, "held": None, "stderr": None}
 
@@ -71,8 +71,7 @@ def job(fn: Callable[..., object]) -> Callable[..., object]:
         try:
             return fn(*args, **kwargs)
         except MetaRLError as e:
-            print(f"error: {e}" if not e.__class__.__name__ == "ConfigError" else f"config error: {e}",
-                  file=sys.stderr)
+            print(f"{'config error' if isinstance(e, ConfigError) else 'error'}: {e}", file=sys.stderr)
             if _multirun() and not isinstance(e, Interrupted):
                 raise
             sys.exit(e.exit_code)
