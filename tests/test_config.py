@@ -190,3 +190,27 @@ def test_experiment_presets_build(make_cfg, preset):
         ours["algo"]["aux_task_coef"] = 0.0
         ours["name"] = base["name"]
         assert ours == base
+
+
+@pytest.mark.parametrize("args, reward_norm", [
+    ([], "task"),                                       # python train.py: ML10, conf/env_algo/ml10.yaml
+    (["algo=ppo_kl"], "task"),                          # composed after the algo group, whichever it is
+    (["algo.reward_norm=none"], "none"),                # the command line still wins
+    (["~env_algo"], "none"),                            # or drop the benchmark's algo settings altogether
+    (["env=ml1"], "none"), (["env=ml45"], "none"),      # no env_algo file: the algo group's own default
+    (["experiment=rl2_mdp_n10"], "none"), (["experiment=rl2_bandit_k5_n10"], "none"),
+])
+def test_benchmark_algo_settings_follow_the_env_choice(make_cfg, args, reward_norm):
+    """conf/env_algo/<env>.yaml specialises the algo for a benchmark (ML10: rewards normalised per
+    task class) without touching other benchmarks or the presets that choose their own env."""
+    assert make_cfg(*args).algo.reward_norm == reward_norm
+
+
+def test_ml10_task_reward_norm_preset_is_the_ml10_default_under_its_own_name(make_cfg):
+    """The preset of the recorded ML10 runs (docs/results.md) is what `python train.py` now runs."""
+    from omegaconf import OmegaConf
+
+    ours, default = (OmegaConf.to_container(make_cfg(*a), resolve=True)
+                     for a in (["experiment=rl2_ml10_task_reward_norm"], []))
+    assert ours.pop("name") == "rl2_ml10_task_reward_norm" and default.pop("name") == "rl2"
+    assert ours == default
