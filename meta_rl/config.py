@@ -161,7 +161,7 @@ class GRUModelConfig:
 BASELINES = ("critic", "linear")
 ADVANTAGE_NORMS = ("batch", "trial")
 REWARD_NORMS = ("none", "task")
-AUX_TASK_TARGETS = ("hidden", "trial")
+AUX_TASK_TARGETS = ("hidden", "trial", "posterior")
 
 
 @dataclass
@@ -187,7 +187,7 @@ class PPOConfig:
     lr_final: Optional[float] = None  # linear schedule lr → lr_final over the run (null: constant)
     entropy_coef_final: Optional[float] = None  # linear schedule entropy_coef → this (null: constant)
     aux_task_coef: float = 0.0  # > 0: regress the task features from the GRU state (meta_rl.algos.ppo)
-    aux_task_target: str = "hidden"  # hidden | trial: the task's hidden parameters or the trial's own estimate of them
+    aux_task_target: str = "hidden"  # hidden | trial | posterior: the task's hidden parameters, the trial's own estimate of them, or its posterior mean under the prior
     aux_reward_coef: float = 0.0  # > 0: predict each step's reward from the GRU state and action (meta_rl.algos.ppo)
 
     def __post_init__(self) -> None:

@@ -38,8 +38,10 @@ def build_model(cfg: DictConfig, benchmark) -> torch.nn.Module:
         if not hasattr(benchmark, "task_features"):
             raise ConfigError(f"algo.aux_task_coef={cfg.algo.aux_task_coef} needs task features, which env "
                               f"{benchmark.name} does not define; set algo.aux_task_coef=0")
-        if cfg.algo.get("aux_task_target", "hidden") == "trial" and not hasattr(benchmark, "trial_task_features"):
-            raise ConfigError(f"algo.aux_task_target=trial needs task features estimated from a trial's data, which "
+        target = cfg.algo.get("aux_task_target", "hidden")
+        needs = {"trial": "trial_task_features", "posterior": "trial_task_posterior"}.get(target)
+        if needs and not hasattr(benchmark, needs):
+            raise ConfigError(f"algo.aux_task_target={target} needs task features estimated from a trial's data, which "
                               f"env {benchmark.name} does not define; use algo.aux_task_target=hidden")
         kwargs["task_dim"] = benchmark.task_feature_dim
     if cfg.get("algo") is not None and cfg.algo.get("aux_reward_coef", 0.0) > 0:

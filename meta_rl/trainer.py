@@ -142,7 +142,7 @@ class Trainer:
         )
         self.seed = seed
         self.regress_tasks = getattr(algo, "aux_task_coef", 0.0) > 0  # the update needs the trials' task features
-        self.task_targets_from_trials = getattr(algo, "aux_task_target", "hidden") == "trial"
+        self.task_target = getattr(algo, "aux_task_target", "hidden")
         self.class_ids = {c: i for i, c in enumerate(self.benchmark.class_names("train"))}  # batch.task_ids
         self.evaluator, self.eval_tasks = evaluator, dict(eval_tasks or {})
         self.eval_every, self.eval_final = eval_every, eval_final
@@ -290,9 +290,12 @@ class Trainer:
         classes = [self.benchmark.task_class(t) for t in tasks]
         ids = torch.tensor([self.class_ids[c] for c in classes], device=batch.rewards.device)
         batch = dataclasses.replace(batch, task_ids=ids)
-        if self.regress_tasks and self.task_targets_from_trials:  # the trials' own estimates, where they have data
+        if self.regress_tasks and self.task_target == "trial":  # the trials' own estimates, where they have data
             features, mask = self.benchmark.trial_task_features(batch.inputs, batch.actions, batch.rewards)
             batch = dataclasses.replace(batch, task_features=features, task_mask=mask)
+        elif self.regress_tasks and self.task_target == "posterior":  # the trials' posterior means, every feature
+            features = self.benchmark.trial_task_posterior(batch.inputs, batch.actions, batch.rewards)
+            batch = dataclasses.replace(batch, task_features=features)
         elif self.regress_tasks:
             features = torch.as_tensor(self.benchmark.task_features(tasks), device=batch.rewards.device)
             batch = dataclasses.replace(batch, task_features=features)

@@ -307,6 +307,54 @@ def test_mdp_trial_task_features_are_each_pairs_mean_reward_in_the_trial():
                 if took.any():  # as the hidden features: the mean reward minus the prior mean 1
                     assert float(features[b, s * 2 + a]) == pytest.approx(rewards[took, b].mean() - 1.0, abs=1e-5)
 
+def test_bandit_trial_task_posterior_is_each_arms_beta_posterior_mean():
+    bench = BernoulliBandit(arms=4, pulls=6)
+    tasks = bench.sample_tasks("train", 8, np.random.default_rng(0))
+    batch = _collect(bench, tasks)
+    features = bench.trial_task_posterior(batch.inputs, batch.actions, batch.rewards)
+    assert features.shape == (8, 4) and features.dtype == torch.float32
+    arms, outcomes = batch.actions.numpy(), batch.rewards.numpy()
+    untried = 0
+    for b in range(8):
+        for k in range(4):
+            pulled = arms[:, b] == k
+            untried += not pulled.any()  # Beta(1, 1) prior: (1 + wins) / (2 + pulls), standardised
+            p = (1 + outcomes[pulled, b].sum()) / (2 + pulled.sum())
+            assert float(features[b, k]) == pytest.approx((p - 0.5) * np.sqrt(12.0), abs=1e-5)
+    assert untried > 0  # an untried arm's feature is the prior mean, 0
+
+
+def test_mdp_trial_task_posterior_is_each_pairs_normal_and_dirichlet_posterior_mean():
+    """algo.aux_task_target=posterior: mean rewards under Normal(1, 1) with unit noise, next-state
+    distributions under the flat Dirichlet, every pair (the prior where the trial has no data)."""
+    bench = RandomTabularMDP(states=3, actions=2, horizon=4, episodes=3, task_features="rewards_transitions")
+    plain = RandomTabularMDP(states=3, actions=2, horizon=4, episodes=3)
+    tasks = bench.sample_tasks("train", 6, np.random.default_rng(1))
+    batch = _collect(bench, tasks)
+    features = bench.trial_task_posterior(batch.inputs, batch.actions, batch.rewards)
+    assert features.shape == (6, 6 + 18)
+    assert torch.equal(features[:, :6], plain.trial_task_posterior(batch.inputs, batch.actions, batch.rewards))
+    hidden = bench.task_features(tasks[:1])[0, 6:].reshape(6, 3)
+    scale = hidden[0, 0] / (tasks[0].transitions[0, 0, 0] - 1 / 3)
+    states, actions, rewards = batch.inputs[..., :3].argmax(-1).numpy(), batch.actions.numpy(), batch.rewards.numpy()
+    rows = features[:, 6:].reshape(6, 6, 3).numpy()
+    untried = 0
+    for b in range(6):
+        sums, counts, successors = np.zeros(6), np.zeros(6), np.zeros((6, 3))
+        for t in range(12):
+            p = states[t, b] * 2 + actions[t, b]
+            sums[p] += rewards[t, b]
+            counts[p] += 1
+            if t % 4 != 3:  # an episode's last step: its next state is not observed
+                successors[p, states[t + 1, b]] += 1
+        np.testing.assert_allclose(features[b, :6].numpy(), (1 + sums) / (1 + counts) - 1, atol=1e-5)
+        posterior = (successors + 1) / (successors.sum(1, keepdims=True) + 3)
+        np.testing.assert_allclose(rows[b], (posterior - 1 / 3) * scale, atol=1e-4)
+        untried += int((counts == 0).sum())
+        assert (features[b, :6].numpy()[counts == 0] == 0).all()  # an untried pair: the prior mean
+    assert untried > 0
+
+
 def test_mdp_task_features_with_transitions_append_each_pairs_standardised_next_state_distribution():
     """env.task_features=rewards_transitions: the mean-reward block unchanged, then each pair's
     P(.|s, a) centred on 1/S and scaled so that a row has prior variance 1, as a mean reward has."""

@@ -216,6 +216,8 @@ BAD = [
     ("train.py", ["algo.aux_task_target=future"], 2, "config error: algo.aux_task_target=future is unknown; valid: "),
     ("train.py", ["algo.aux_task_coef=0.5", "algo.aux_task_target=trial"], 2,
      "config error: algo.aux_task_target=trial needs task features estimated from a trial's data, which env ml10"),
+    ("train.py", ["algo.aux_task_coef=0.5", "algo.aux_task_target=posterior"], 2,
+     "config error: algo.aux_task_target=posterior needs task features estimated from a trial's data, which env ml10"),
     ("train.py", ["env=tabular_mdp", "env.task_features=dynamics"], 2,
      "config error: env.task_features=dynamics is unknown; valid: rewards, rewards_transitions"),
     ("train.py", ["env.train_goal_sets=0"], 2, "config error: env.train_goal_sets=0 must be > 0"),

@@ -193,15 +193,16 @@ def test_task_reward_norm_counts_each_class_and_resumes_its_statistics(make_cfg,
 
 
 @pytest.mark.parametrize("env_args", [["experiment=rl2_bandit_k2_n10"], ["experiment=rl2_mdp_n10"]])
-@pytest.mark.parametrize("loss", ["task", "task_from_trials", "reward"])
+@pytest.mark.parametrize("loss", ["task", "task_from_trials", "task_posterior", "reward"])
 def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss, monkeypatch):
-    """Each auxiliary loss trains on the bandits and MDPs; with aux_task_target=trial the targets are
-    the trials' own estimates (the benchmark's trial_task_features), never the hidden features."""
+    """Each auxiliary loss trains on the bandits and MDPs; with aux_task_target=trial or posterior the
+    targets are the trials' own estimates (trial_task_features, trial_task_posterior), never the hidden features."""
     extra = {"task": ["algo.aux_task_coef=0.5"], "reward": ["algo.aux_reward_coef=0.5"],
-             "task_from_trials": ["algo.aux_task_coef=0.5", "algo.aux_task_target=trial"]}[loss]
+             "task_from_trials": ["algo.aux_task_coef=0.5", "algo.aux_task_target=trial"],
+             "task_posterior": ["algo.aux_task_coef=0.5", "algo.aux_task_target=posterior"]}[loss]
     cfg = make_cfg(*env_args, "total_env_steps=2500", "env.meta_batch_size=25", "eval.every=0", "eval.final=false",
                    "model.hidden=8", *extra, run_dir=str(tmp_path))
-    if loss == "task_from_trials":
+    if loss in ("task_from_trials", "task_posterior"):
         bench_cls = type(instantiate(cfg.env))
         monkeypatch.setattr(bench_cls, "task_features", lambda self, tasks: pytest.fail("read the hidden features"))
     train(cfg)
@@ -211,7 +212,7 @@ def test_aux_losses_on_the_paper_benchmarks(make_cfg, tmp_path, env_args, loss, 
     assert f"losses/aux_{'task' if name == 'reward' else 'reward'}_loss" not in row
 
 
-@pytest.mark.parametrize("target", ["hidden", "trial"])
+@pytest.mark.parametrize("target", ["hidden", "trial", "posterior"])
 def test_task_features_with_transitions_train_on_mdps(make_cfg, tmp_path, target):
     """env.task_features=rewards_transitions sizes the task head S·A·(1 + S) and trains with either target."""
     cfg = make_cfg("experiment=rl2_mdp_n10", "env.task_features=rewards_transitions", "total_env_steps=2500",

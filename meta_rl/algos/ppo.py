@@ -109,7 +109,7 @@ def _chunks(t: torch.Tensor, chunk: int) -> torch.Tensor:
     return t.reshape(C, chunk, B, *t.shape[2:]).transpose(0, 1).reshape(chunk, C * B, *t.shape[2:])
 
 
-AUX_TASK_TARGETS = ("hidden", "trial")
+AUX_TASK_TARGETS = ("hidden", "trial", "posterior")
 
 
 class PPOClip:
@@ -146,8 +146,11 @@ class PPOClip:
             (privileged: the benchmark's ``task_features``), or ``trial``, the same features as
             each trial's own data estimates them (the benchmark's ``trial_task_features``: e.g.
             the mean reward each (state, action) pair gave in the trial, counted only for the
-            pairs it took), which needs nothing hidden from the agent. The trainer supplies
-            the targets (``TrialBatch.task_features`` and ``task_mask``).
+            pairs it took), which needs nothing hidden from the agent, or ``posterior``, each
+            trial's posterior mean of every feature given all its data under the task prior
+            (the benchmark's ``trial_task_posterior``), whose minimiser from the state at step t
+            is the hidden target's. The trainer supplies the targets (``TrialBatch.task_features``
+            and, for ``trial``, ``task_mask``).
         aux_reward_coef: weight of an auxiliary loss, the mean squared error of the model's
             ``reward_head`` (:meth:`~meta_rl.models.gru.GRUActorCritic.predict_reward`) at every
             step against the reward that step received (env reward × ``reward_scale``): the

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from meta_rl.envs.base import trial_means
+from meta_rl.envs.base import trial_means, trial_sums
 
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
@@ -111,6 +111,13 @@ class BernoulliBandit:
         trial's own pulls estimate them (``algo.aux_task_target=trial``)."""
         rate, pulled = trial_means(actions, self.arms, rewards)
         return (rate - 0.5) * float(np.sqrt(12.0)), pulled
+
+    def trial_task_posterior(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """Each trial's posterior mean of each arm's success probability given all its pulls,
+        under the Uniform[0, 1] = Beta(1, 1) prior the tasks are drawn from, ``(1 + wins) / (2 +
+        pulls)``, standardised as :meth:`task_features` (``[B, arms]``; ``algo.aux_task_target=posterior``)."""
+        wins, pulls = trial_sums(actions, self.arms, rewards)
+        return ((1.0 + wins) / (2.0 + pulls) - 0.5) * float(np.sqrt(12.0))
 
     def make_env(self, num_envs: int, seed: int = 0) -> "BanditTrialEnv":
         """``seed`` seeds the generator that draws the pulls' 0/1 outcomes."""

@@ -81,6 +81,9 @@ class Benchmark(Protocol):
     # rewards) -> (features, mask)``, both ``[B, task_feature_dim]``: each trial's estimate of
     # the same features from its own data (inputs ``[T, B, D]`` in the RL² layout, actions,
     # raw rewards ``[T, B]``), and where the trial holds any data on them.
+    # Optional (``algo.aux_task_target=posterior`` needs it): ``trial_task_posterior(inputs,
+    # actions, rewards) -> features`` ``[B, task_feature_dim]``: each trial's posterior mean of the
+    # features given all its data, under the benchmark's prior (defined for every feature).
 
 
 def trial_means(keys: torch.Tensor, num_keys: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,10 +92,16 @@ def trial_means(keys: torch.Tensor, num_keys: int, values: torch.Tensor) -> tupl
     ``[B, num_keys]`` (``[B, num_keys, V]``; 0 where the key never occurs), and where it occurs,
     ``[B, num_keys]`` bool: what ``trial_task_features`` of a benchmark with discrete keys is
     built from (the mean of one-hot next states is a pair's next-state frequencies)."""
+    sums, counts = trial_sums(keys, num_keys, values)
+    return sums / (counts.clamp(min=1) if values.dim() == 2 else counts.clamp(min=1).unsqueeze(-1)), counts > 0
+
+
+def trial_sums(keys: torch.Tensor, num_keys: int, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per trial, the sum of ``values`` over the steps of each key (``[B, num_keys]``, or
+    ``[B, num_keys, V]``) and how many steps had it (``[B, num_keys]``, in ``values``' dtype):
+    the sufficient statistics of :func:`trial_means` and of the posteriors in ``trial_task_posterior``."""
     hits = torch.nn.functional.one_hot(keys, num_keys).to(values.dtype)  # [T, B, num_keys]
     counts = hits.sum(0)
     if values.dim() == 2:
-        sums = (hits * values.unsqueeze(-1)).sum(0)
-        return sums / counts.clamp(min=1), counts > 0
-    sums = torch.einsum("tbk,tbv->bkv", hits, values)
-    return sums / counts.clamp(min=1).unsqueeze(-1), counts > 0
+        return (hits * values.unsqueeze(-1)).sum(0), counts
+    return torch.einsum("tbk,tbv->bkv", hits, values), counts

@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from meta_rl.envs.base import trial_means
+from meta_rl.envs.base import trial_means, trial_sums
 
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
@@ -197,6 +197,29 @@ class RandomTabularMDP:
         B = len(means)
         return (torch.cat([means - 1.0, ((frequencies - 1.0 / self.states) * self._transition_scale).view(B, -1)], 1),
                 torch.cat([taken, followed.repeat_interleave(self.states, 1)], 1))
+
+    def trial_task_posterior(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """Each trial's posterior mean of :meth:`task_features` given all its data (``[B, F]``,
+        every feature; ``algo.aux_task_target=posterior``), under the prior the tasks are drawn
+        from: a pair's mean reward ~ Normal(1, 1) with rewards ~ Normal(mean, 1), so after ``k``
+        rewards summing to ``R`` its feature is ``(1 + R) / (1 + k) - 1``; its next-state
+        distribution ~ Dirichlet(1, ..., 1), so after ``n`` observed successors with counts ``c``
+        the row is ``(c + 1) / (n + S)`` (centred and scaled as the hidden features). Regressed
+        from the state at step ``t``, its minimiser is the posterior mean given the first ``t``
+        steps, as the hidden features' is; the targets are less noisy and read nothing hidden."""
+        states = inputs[..., : self.states].argmax(-1)  # [T, B]
+        pairs = self.states * self.actions
+        pair = states * self.actions + actions
+        sums, counts = trial_sums(pair, pairs, rewards)
+        rewards_part = (1.0 + sums) / (1.0 + counts) - 1.0
+        if not self.with_transitions:
+            return rewards_part
+        seen = torch.arange(len(pair) - 1, device=pair.device) % self.episode_length != self.episode_length - 1
+        next_states = torch.nn.functional.one_hot(states[1:][seen], self.states).to(rewards.dtype)
+        successors, followed = trial_sums(pair[:-1][seen], pairs, next_states)  # [B, S·A, S], [B, S·A]
+        S, B = self.states, len(sums)
+        rows = (successors + 1.0) / (followed.unsqueeze(-1) + S)
+        return torch.cat([rewards_part, ((rows - 1.0 / S) * self._transition_scale).view(B, -1)], 1)
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
