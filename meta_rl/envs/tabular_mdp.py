@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from meta_rl.envs.base import trial_means, trial_sums
+from meta_rl.envs.base import trial_sums
 
 SPLITS = ("train", "test")
 # all_tasks(split) is drawn with this seed per split: fixed, and different between splits.
@@ -176,27 +176,37 @@ class RandomTabularMDP:
             features = np.concatenate([features, (transitions - 1.0 / self.states) * self._transition_scale], 1)
         return features.astype(np.float32)
 
+    def _trial_statistics(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor):
+        """Per trial and (state, action) pair: the sum of its rewards and how often it was taken
+        (``[B, S·A]``), and with transitions its successors' counts (``[B, S·A, S]``) over the steps
+        that were not an episode's last (whose next state the trial sees as the following step's
+        observation) and how many those were (``[B, S·A]``; None without transitions). The state
+        each step acts in is the one-hot observation at the front of its RL² input."""
+        states = inputs[..., : self.states].argmax(-1)  # [T, B]
+        pairs = self.states * self.actions
+        pair = states * self.actions + actions
+        sums, counts = trial_sums(pair, pairs, rewards)
+        if not self.with_transitions:
+            return sums, counts, None, None
+        seen = torch.arange(len(pair) - 1, device=pair.device) % self.episode_length != self.episode_length - 1
+        next_states = torch.nn.functional.one_hot(states[1:][seen], self.states).to(rewards.dtype)
+        successors, followed = trial_sums(pair[:-1][seen], pairs, next_states)
+        return sums, counts, successors, followed
+
     def trial_task_features(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor):
         """Each trial's estimate of :meth:`task_features` (``[B, F]``) and which features it has
         data for (``[B, F]`` bool): the task features as the trial's own data gives them
         (``algo.aux_task_target=trial``). Mean rewards: each (state, action) pair's mean observed
         reward minus 1, over the pairs it took. Transitions: each pair's next-state frequencies,
-        over the pairs it took at a step that was not an episode's last (whose next state the
-        trial sees as the following step's observation). The state each step acts in is the
-        one-hot observation at the front of its RL² input."""
-        states = inputs[..., : self.states].argmax(-1)  # [T, B]
-        pairs = self.states * self.actions
-        pair = states * self.actions + actions
-        means, taken = trial_means(pair, pairs, rewards)
-        if not self.with_transitions:
-            return means - 1.0, taken
-        # Steps that are not an episode's last: the next step's observation is their next state.
-        seen = torch.arange(len(pair) - 1, device=pair.device) % self.episode_length != self.episode_length - 1
-        next_states = torch.nn.functional.one_hot(states[1:][seen], self.states).to(rewards.dtype)
-        frequencies, followed = trial_means(pair[:-1][seen], pairs, next_states)  # [B, S·A, S], [B, S·A]
+        over the pairs it took at a step that was not an episode's last."""
+        sums, counts, successors, followed = self._trial_statistics(inputs, actions, rewards)
+        means, taken = sums / counts.clamp(min=1) - 1.0, counts > 0
+        if successors is None:
+            return means, taken
+        frequencies = successors / followed.clamp(min=1).unsqueeze(-1)
         B = len(means)
-        return (torch.cat([means - 1.0, ((frequencies - 1.0 / self.states) * self._transition_scale).view(B, -1)], 1),
-                torch.cat([taken, followed.repeat_interleave(self.states, 1)], 1))
+        return (torch.cat([means, ((frequencies - 1.0 / self.states) * self._transition_scale).view(B, -1)], 1),
+                torch.cat([taken, (followed > 0).repeat_interleave(self.states, 1)], 1))
 
     def trial_task_posterior(self, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """Each trial's posterior mean of :meth:`task_features` given all its data (``[B, F]``,
@@ -207,19 +217,13 @@ class RandomTabularMDP:
         the row is ``(c + 1) / (n + S)`` (centred and scaled as the hidden features). Regressed
         from the state at step ``t``, its minimiser is the posterior mean given the first ``t``
         steps, as the hidden features' is; the targets are less noisy and read nothing hidden."""
-        states = inputs[..., : self.states].argmax(-1)  # [T, B]
-        pairs = self.states * self.actions
-        pair = states * self.actions + actions
-        sums, counts = trial_sums(pair, pairs, rewards)
-        rewards_part = (1.0 + sums) / (1.0 + counts) - 1.0
-        if not self.with_transitions:
-            return rewards_part
-        seen = torch.arange(len(pair) - 1, device=pair.device) % self.episode_length != self.episode_length - 1
-        next_states = torch.nn.functional.one_hot(states[1:][seen], self.states).to(rewards.dtype)
-        successors, followed = trial_sums(pair[:-1][seen], pairs, next_states)  # [B, S·A, S], [B, S·A]
-        S, B = self.states, len(sums)
+        sums, counts, successors, followed = self._trial_statistics(inputs, actions, rewards)
+        means = (1.0 + sums) / (1.0 + counts) - 1.0
+        if successors is None:
+            return means
+        S, B = self.states, len(means)
         rows = (successors + 1.0) / (followed.unsqueeze(-1) + S)
-        return torch.cat([rewards_part, ((rows - 1.0 / S) * self._transition_scale).view(B, -1)], 1)
+        return torch.cat([means, ((rows - 1.0 / S) * self._transition_scale).view(B, -1)], 1)
 
     def make_env(self, num_envs: int, seed: int = 0) -> "TabularMDPTrialEnv":
         """``seed`` seeds the generator that draws reward noise and next states."""
