@@ -24,7 +24,8 @@ Usage (``key=value`` arguments, in any order)::
 Arguments:
     rows=a,b,...      rows to run (default: all of ROWS except the k=2 check row and the
                       ``*_aux*`` rows of RL² with the task-inference loss; ``mdp_n25_aux_curriculum``
-                      trains two stages, n=10 then n=25 from its weights; ``mdp_n10_aux_trial``
+                      and ``mdp_n25_aux_posterior_curriculum`` train two stages, n=10 then
+                      n=25 from its weights; ``mdp_n10_aux_trial``
                       two phases, the second from the first's weights).
     seeds=0,1         training seeds (default 0).
     eval_seeds=N      outcome seeds of the evaluation (default 3: 3 x 1000 trials per row).
@@ -115,6 +116,12 @@ ROWS: dict[str, Row] = {
         Row("mdp_n10_aux_trial", "rl2_aux_trial_mdp_n10_finetune", "tabular_mdp", {"episodes": 10},
             "tabular MDP n=10, RL² + task-inference loss on the trial's own estimates, 20M + 5M steps", 156.2,
             ("psrl", 138.1), MDP_BASELINES, pretrain=("rl2_aux_trial_mdp_n10", ())),
+        # The same curriculum regressing the trial's posterior means (algo.aux_task_target=posterior),
+        # its first stage with the entropy bonus decaying 0.08 -> 0.02: nothing hidden is read either.
+        Row("mdp_n25_aux_posterior_curriculum", "rl2_aux_posterior_mdp_n25_curriculum", "tabular_mdp",
+            {"episodes": 25}, "tabular MDP n=25, RL² + task-inference loss on the trial's posterior means, "
+            "after 12M steps of n=10", 445.7, ("psrl", 408.8), MDP_BASELINES,
+            pretrain=("rl2_aux_posterior_mdp_n10", ("total_env_steps=12000000",))),
     ]
 }
 # The paper's rows: not the k=2 check row nor the variants (name them in rows=... to run them).

@@ -143,7 +143,8 @@ def test_a_later_stage_preset_continues_runs_saved_before_it_required_init_weigh
 def test_experiment_presets_build(make_cfg, preset):
     """Each preset composes, validates and builds its model and algorithm; the *_aux_* presets
     are their base preset plus the task-inference loss, nothing else (*_aux_trial_*: with the trial's
-    own estimates as its targets and a learning rate decaying to 0); the curriculum's second stage is its base preset with fewer steps
+    own estimates as its targets and a learning rate decaying to 0; *_aux_posterior_*: with the trial's
+    posterior means, and an entropy bonus decaying to 0.02 in the first stage); the curriculum's second stage is its base preset with fewer steps
     and a smaller entropy bonus, a *_finetune phase its base preset with fewer steps, a smaller bonus
     and a decaying learning rate."""
     from omegaconf import OmegaConf
@@ -158,7 +159,17 @@ def test_experiment_presets_build(make_cfg, preset):
     assert cfg.name == preset
     bench = build_benchmark(cfg)
     algo = build_algo(cfg, build_model(cfg, bench), bench)
-    if preset.endswith("_curriculum"):
+    if "_aux_posterior_" in preset:  # the trial's posterior means as targets; n=10: the entropy bonus decays
+        ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
+                      for p in (preset, preset.replace("_aux_posterior_", "_aux_")))
+        assert algo.aux_task_target == "posterior" and base["algo"]["aux_task_target"] == "hidden"
+        first_stage = not ours["init_weights_required"]
+        assert ours["algo"]["entropy_coef_final"] == (0.02 if first_stage else None)
+        assert base["algo"]["entropy_coef_final"] is None
+        ours["algo"].update(aux_task_target="hidden", entropy_coef_final=None)
+        ours["name"] = base["name"]
+        assert ours == base
+    elif preset.endswith("_curriculum"):
         ours, base = (OmegaConf.to_container(make_cfg(f"experiment={p}"), resolve=True)
                       for p in (preset, preset.removesuffix("_curriculum")))
         assert (ours["total_env_steps"], ours["algo"]["entropy_coef"]) == (15_000_000, 0.03)
