@@ -121,7 +121,7 @@ ROWS: dict[str, Row] = {
         Row("mdp_n25_aux_posterior_curriculum", "rl2_aux_posterior_mdp_n25_curriculum", "tabular_mdp",
             {"episodes": 25}, "tabular MDP n=25, RL² + task-inference loss on the trial's posterior means, "
             "after 12M steps of n=10", 445.7, ("psrl", 408.8), MDP_BASELINES,
-            pretrain=("rl2_aux_posterior_mdp_n10", ("total_env_steps=12000000",))),
+            pretrain=("rl2_aux_posterior_mdp_n10", ())),
     ]
 }
 # The paper's rows: not the k=2 check row nor the variants (name them in rows=... to run them).

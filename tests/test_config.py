@@ -166,6 +166,9 @@ def test_experiment_presets_build(make_cfg, preset):
         first_stage = not ours["init_weights_required"]
         assert ours["algo"]["entropy_coef_final"] == (0.02 if first_stage else None)
         assert base["algo"]["entropy_coef_final"] is None
+        if first_stage:  # the curriculum's 12M first stage, over which the bonus decays
+            assert (ours["total_env_steps"], base["total_env_steps"]) == (12_000_000, 20_000_000)
+            ours["total_env_steps"] = base["total_env_steps"]
         ours["algo"].update(aux_task_target="hidden", entropy_coef_final=None)
         ours["name"] = base["name"]
         assert ours == base
